@@ -1,0 +1,386 @@
+"""The dataset contract: one versioned HDF5 layout written by every producer, read by ``diag``.
+
+Layout (schema version 1; see ``docs/dataset.md``)::
+
+    /                       attrs: format, schema_version, conventions (JSON),
+                                   provenance (JSON)
+    /samples/features       float32 (n_samples, n_features), chunked
+    /samples/label          int8    (n_samples,)   R: 1 rearranges, 0 does not
+    /samples/temperature    float64 (n_samples,)
+    /samples/group          int64   (n_samples,)   frame / trajectory / block id
+    /samples/energy         float64 (n_samples,)   optional: true barrier (toy)
+    /samples/p_hop          float32 (n_samples,)   optional
+    /samples/species        int32   (n_samples,)   optional
+    /samples/particle       int64   (n_samples,)   optional
+    /features/name          str     (n_features,)
+    /features/family        str     (n_features,)
+    /features/params        str     (n_features,)  JSON object per feature
+
+Producers build a :class:`Dataset` and call :meth:`Dataset.write`; consumers call
+:func:`read_dataset`. Both validate through :meth:`Dataset.validate`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError, UsageError
+
+FORMAT = "glass-diag/dataset"
+SCHEMA_VERSION = 1
+
+_REQUIRED = ("features", "label", "temperature", "group")
+_OPTIONAL = {
+    "energy": np.float64,
+    "p_hop": np.float32,
+    "species": np.int32,
+    "particle": np.int64,
+}
+
+
+@dataclass
+class Dataset:
+    """Samples, labels and features of one study, with their conventions.
+
+    Attributes
+    ----------
+    features : ndarray, shape (n_samples, n_features), float32
+    label : ndarray, shape (n_samples,), int8
+        1 if the particle rearranges (soft), 0 if not (hard).
+    temperature : ndarray, shape (n_samples,), float64
+    group : ndarray, shape (n_samples,), int64
+        Samples sharing a group (a frame, a trajectory, a block of toy samples)
+        are correlated and are always kept together when splitting.
+    feature_names, feature_families : list of str, length n_features
+    feature_params : list of dict, length n_features
+        Per-feature parameters (grid point r, species, width, ...).
+    energy, p_hop, species, particle : ndarray, shape (n_samples,), optional
+        ``energy`` is the true barrier, known only for synthetic data.
+    conventions : dict
+        Every convention the numbers depend on (widths, windows, thresholds).
+    provenance : dict
+        Generator, version, seed and parameters that produced the file.
+    path : str or None
+        The file the dataset was read from, for messages.
+    """
+
+    features: np.ndarray
+    label: np.ndarray
+    temperature: np.ndarray
+    group: np.ndarray
+    feature_names: list[str]
+    feature_families: list[str] | None = None
+    feature_params: list[dict[str, Any]] | None = None
+    energy: np.ndarray | None = None
+    p_hop: np.ndarray | None = None
+    species: np.ndarray | None = None
+    particle: np.ndarray | None = None
+    conventions: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        self.features = np.asarray(self.features, dtype=np.float32)
+        self.label = np.asarray(self.label).astype(np.int8, copy=False)
+        self.temperature = np.asarray(self.temperature, dtype=np.float64)
+        self.group = np.asarray(self.group).astype(np.int64, copy=False)
+        self.feature_names = [str(s) for s in self.feature_names]
+        d = len(self.feature_names)
+        if self.feature_families is None:
+            self.feature_families = ["generic"] * d
+        if self.feature_params is None:
+            self.feature_params = [{} for _ in range(d)]
+        for key, dtype in _OPTIONAL.items():
+            val = getattr(self, key)
+            if val is not None:
+                setattr(self, key, np.asarray(val).astype(dtype, copy=False))
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_samples(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
+    def temperatures(self) -> np.ndarray:
+        """Sorted distinct temperatures, shape (n_temperatures,)."""
+        return np.unique(self.temperature)
+
+    def validate(self) -> "Dataset":
+        """Check shapes, dtypes and values; raise :class:`DataError` naming the file.
+
+        Returns
+        -------
+        self
+        """
+        p = self.path
+        X = self.features
+        if X.ndim != 2:
+            raise DataError(f"features must be 2-D (samples x features), got shape {X.shape}", p)
+        n, d = X.shape
+        if n == 0:
+            raise DataError("the dataset has no samples", p)
+        if d == 0:
+            raise DataError("the dataset has no features", p)
+        for name in ("label", "temperature", "group", *_OPTIONAL):
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            if arr.shape != (n,):
+                raise DataError(
+                    f"samples/{name} has shape {arr.shape}, expected ({n},) to match samples/features", p
+                )
+        if len(self.feature_names) != d:
+            raise DataError(f"features/name has {len(self.feature_names)} entries for {d} features", p)
+        if len(set(self.feature_names)) != d:
+            dup = sorted({s for s in self.feature_names if self.feature_names.count(s) > 1})
+            raise DataError(f"duplicate feature names: {', '.join(dup[:5])}", p)
+        if len(self.feature_families) != d or len(self.feature_params) != d:
+            raise DataError("features/family and features/params must have one entry per feature", p)
+        bad = ~np.isfinite(X)
+        if bad.any():
+            rows, cols = np.nonzero(bad)
+            raise DataError(
+                f"{bad.sum()} non-finite feature values (NaN or inf), first at sample {rows[0]}, "
+                f"feature '{self.feature_names[cols[0]]}'",
+                p,
+            )
+        if not np.isin(self.label, (0, 1)).all():
+            raise DataError("samples/label must contain only 0 and 1", p)
+        if not np.isfinite(self.temperature).all() or (self.temperature <= 0).any():
+            raise DataError("samples/temperature must be finite and positive", p)
+        for name in ("energy", "p_hop"):
+            arr = getattr(self, name)
+            if arr is not None and not np.isfinite(arr).all():
+                raise DataError(f"samples/{name} contains NaN or inf", p)
+        return self
+
+    def select_features(self, columns) -> "Dataset":
+        """A view of this dataset restricted to some feature columns.
+
+        Parameters
+        ----------
+        columns : sequence of int or str
+            Column indices or feature names, in the order wanted.
+        """
+        idx = [self.feature_names.index(c) if isinstance(c, str) else int(c) for c in columns]
+        return Dataset(
+            features=self.features[:, idx],
+            label=self.label,
+            temperature=self.temperature,
+            group=self.group,
+            feature_names=[self.feature_names[i] for i in idx],
+            feature_families=[self.feature_families[i] for i in idx],
+            feature_params=[self.feature_params[i] for i in idx],
+            energy=self.energy,
+            p_hop=self.p_hop,
+            species=self.species,
+            particle=self.particle,
+            conventions=dict(self.conventions),
+            provenance=dict(self.provenance),
+            path=self.path,
+        )
+
+    # --------------------------------------------------------------------- I/O
+    def write(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the dataset atomically (temporary file in the same folder, then rename).
+
+        Parameters
+        ----------
+        path : path-like
+            Destination ``.h5`` file.
+        overwrite : bool
+            Replace an existing file. Without it an existing file is an error.
+
+        Returns
+        -------
+        Path of the written file.
+        """
+        import h5py
+
+        self.validate()
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise UsageError("output file exists (use --force to replace it)", str(path))
+        if path.is_dir():
+            raise UsageError("output path is a directory", str(path))
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise UsageError("output folder does not exist", str(path))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        try:
+            n, d = self.features.shape
+            str_dt = h5py.string_dtype("utf-8")
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = FORMAT
+                f.attrs["schema_version"] = SCHEMA_VERSION
+                f.attrs["conventions"] = json.dumps(self.conventions, sort_keys=True, default=_json_default)
+                f.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True, default=_json_default)
+                s = f.create_group("samples")
+                chunk_rows = int(max(1, min(n, (1 << 20) // max(1, 4 * d))))
+                s.create_dataset("features", data=self.features, chunks=(chunk_rows, d))
+                s.create_dataset("label", data=self.label)
+                s.create_dataset("temperature", data=self.temperature)
+                s.create_dataset("group", data=self.group)
+                for key in _OPTIONAL:
+                    val = getattr(self, key)
+                    if val is not None:
+                        s.create_dataset(key, data=val)
+                g = f.create_group("features")
+                g.create_dataset("name", data=np.array(self.feature_names, dtype=object), dtype=str_dt)
+                g.create_dataset("family", data=np.array(self.feature_families, dtype=object), dtype=str_dt)
+                params = [json.dumps(p, sort_keys=True, default=_json_default) for p in self.feature_params]
+                g.create_dataset("params", data=np.array(params, dtype=object), dtype=str_dt)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_dataset(path: str | os.PathLike) -> Dataset:
+    """Read and validate a dataset file.
+
+    Parameters
+    ----------
+    path : path-like
+        An HDF5 file in the glass-diag dataset layout.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DataError
+        With a one-line message naming the file, for a missing, unreadable,
+        non-HDF5 or malformed file.
+    """
+    import h5py
+
+    p = str(path)
+    if not os.path.exists(p):
+        raise DataError("no such file", p)
+    if os.path.isdir(p):
+        raise DataError("is a directory, expected an HDF5 dataset file", p)
+    if not os.access(p, os.R_OK):
+        raise DataError("file is not readable (permission denied)", p)
+    try:
+        is_h5 = h5py.is_hdf5(p)
+    except OSError as exc:  # pragma: no cover - depends on the OS
+        raise DataError(f"cannot open: {exc}", p) from None
+    if not is_h5:
+        raise DataError("not an HDF5 file", p)
+    try:
+        with h5py.File(p, "r") as f:
+            fmt = f.attrs.get("format")
+            if fmt is not None and _as_str(fmt) != FORMAT:
+                raise DataError(f"HDF5 file is not a glass-diag dataset (format '{_as_str(fmt)}')", p)
+            version = int(f.attrs.get("schema_version", SCHEMA_VERSION))
+            if version > SCHEMA_VERSION:
+                raise DataError(
+                    f"schema version {version} is newer than this glass-diag understands ({SCHEMA_VERSION})", p
+                )
+            if "samples" not in f:
+                raise DataError("missing group 'samples' (not a glass-diag dataset?)", p)
+            s = f["samples"]
+            for key in _REQUIRED:
+                if key not in s or not isinstance(s[key], h5py.Dataset):
+                    raise DataError(f"missing dataset 'samples/{key}'", p)
+            X = s["features"]
+            if X.ndim != 2:
+                raise DataError(f"samples/features must be 2-D, got shape {X.shape}", p)
+            if not np.issubdtype(X.dtype, np.number):
+                raise DataError(f"samples/features has non-numeric dtype {X.dtype}", p)
+            n, d = X.shape
+            arrays: dict[str, Any] = {"features": _read_array(X, p, np.float32)}
+            for key in ("label", "temperature", "group"):
+                arrays[key] = _read_array(s[key], p, None)
+            for key in _OPTIONAL:
+                if key in s:
+                    arrays[key] = _read_array(s[key], p, None)
+            if "features" in f and "name" in f["features"]:
+                g = f["features"]
+                names = [_as_str(v) for v in g["name"][()]]
+                fam = [_as_str(v) for v in g["family"][()]] if "family" in g else None
+                params = None
+                if "params" in g:
+                    try:
+                        params = [json.loads(_as_str(v)) for v in g["params"][()]]
+                    except json.JSONDecodeError:
+                        raise DataError("features/params holds invalid JSON", p) from None
+            else:
+                names, fam, params = [f"f{j}" for j in range(d)], None, None
+            conventions = _json_attr(f, "conventions", p)
+            provenance = _json_attr(f, "provenance", p)
+    except DataError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise DataError(f"cannot read HDF5 file ({_short(exc)})", p) from None
+    for key in ("label", "temperature", "group", *_OPTIONAL):
+        a = arrays.get(key)
+        if a is not None and (a.ndim != 1 or not np.issubdtype(a.dtype, np.number)):
+            raise DataError(f"samples/{key} must be a 1-D numeric array, got {a.dtype} {a.shape}", p)
+    lab = arrays["label"]
+    if lab.shape == (n,) and not np.isin(lab, (0, 1)).all():
+        raise DataError("samples/label must contain only 0 and 1", p)
+    ds = Dataset(
+        feature_names=names,
+        feature_families=fam,
+        feature_params=params,
+        conventions=conventions,
+        provenance=provenance,
+        path=p,
+        **arrays,
+    )
+    return ds.validate()
+
+
+def _read_array(dset, path: str, dtype) -> np.ndarray:
+    try:
+        arr = dset[()]
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read '{dset.name}' ({_short(exc)}); the file may be truncated", path) from None
+    arr = np.asarray(arr)
+    return arr.astype(dtype, copy=False) if dtype is not None else arr
+
+
+def _json_attr(f, key: str, path: str) -> dict:
+    raw = f.attrs.get(key)
+    if raw is None:
+        return {}
+    try:
+        val = json.loads(_as_str(raw))
+    except json.JSONDecodeError:
+        raise DataError(f"file attribute '{key}' is not valid JSON", path) from None
+    if not isinstance(val, dict):
+        raise DataError(f"file attribute '{key}' must be a JSON object", path)
+    return val
+
+
+def _as_str(v) -> str:
+    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
