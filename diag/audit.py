@@ -1,0 +1,458 @@
+"""The audit: train the softness SVM, infer barriers, evaluate the variance criterion.
+
+``audit(dataset, options) -> AuditResult`` runs METHOD section 4 end to end and returns
+plain result objects; nothing here prints. The building blocks (:func:`make_split`,
+:func:`fit_softness`, :func:`infer_barriers`) are reused by the feature-selection
+diagnostics, which evaluate many candidate feature sets on the same split.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .arrhenius import ArrheniusResult, LogisticFit, fit_arrhenius, fit_logistic, softness_grid
+from .criterion import CriterionResult, TruthResult, inferred_energy, truth_comparison, variance_criterion
+from .dataset import Dataset
+from .errors import DataError, InsufficientDataError, UsageError
+
+SOFTNESS_UNITS = "standardised feature space: S = (w.z + b)/|w|, z = (x - mean)/std; S > 0 on the rearranging side"
+
+
+@dataclass
+class AuditOptions:
+    """Every choice the audit depends on; all of it is recorded in the result.
+
+    Attributes
+    ----------
+    C : float
+        SVM inverse regularisation (the hinge loss is summed over training samples).
+    train_temperature : float or None
+        Default: the dataset's recorded ``train_temperature`` convention, else the
+        highest temperature (where rearrangements are most frequent).
+    train_per_class : int or None
+        Training samples per class; default: as many as the smaller class allows.
+    test_fraction : float
+        Fraction of the groups at the training temperature held out. At the other
+        temperatures every sample is held out (none is used for training).
+    grid_points : int
+        Softness grid size for the Arrhenius fits (before the regime cut).
+    grid_quantiles : tuple of float
+        The grid spans these quantiles of the held-out softness at the training temperature.
+    p_max : float
+        Arrhenius regime: ``P(R|S,T) <= p_max`` at every temperature.
+    r2_min, resid_tol : float
+        Linearity check of each ``log P`` vs ``1/T`` line: R^2 >= r2_min, or every
+        residual <= resid_tol in log P (nearly flat lines).
+    n_draws : int
+        Monte Carlo draws for the confidence intervals.
+    n_boot : int
+        Group-bootstrap replicates for the accuracy CI.
+    ci_level : float
+    svm_tol : float
+        Relative tolerance of the SVM solver.
+    seed : int
+        Seeds the split, the training subsample and every Monte Carlo draw.
+    """
+
+    C: float = 1.0
+    train_temperature: float | None = None
+    train_per_class: int | None = None
+    test_fraction: float = 0.5
+    grid_points: int = 25
+    grid_quantiles: tuple[float, float] = (0.005, 0.995)
+    p_max: float = 0.5
+    r2_min: float = 0.98
+    resid_tol: float = 0.02
+    n_draws: int = 400
+    n_boot: int = 1000
+    ci_level: float = 0.95
+    svm_tol: float = 1e-6
+    seed: int = 0
+
+    def validate(self) -> "AuditOptions":
+        if not (self.C > 0 and np.isfinite(self.C)):
+            raise UsageError(f"C must be a positive number, got {self.C}")
+        if not 0 < self.test_fraction < 1:
+            raise UsageError(f"test fraction must be in (0, 1), got {self.test_fraction}")
+        if self.train_per_class is not None and self.train_per_class < 2:
+            raise UsageError(f"train-per-class must be >= 2, got {self.train_per_class}")
+        if not 0 < self.p_max < 1:
+            raise UsageError(f"p_max must be in (0, 1), got {self.p_max}")
+        if self.grid_points < 2:
+            raise UsageError(f"grid points must be >= 2, got {self.grid_points}")
+        if self.seed < 0:
+            raise UsageError(f"seed must be >= 0, got {self.seed}")
+        return self
+
+
+@dataclass
+class Split:
+    """Which samples train the SVM and which are held out.
+
+    Attributes
+    ----------
+    train : ndarray of int, shape (2 * n_per_class,)
+        Balanced training sample at the training temperature.
+    test : ndarray of int
+        Held-out samples at every temperature, natural class balance; never shares a
+        group with the training split.
+    train_temperature : float
+    n_per_class : int
+    """
+
+    train: np.ndarray
+    test: np.ndarray
+    train_temperature: float
+    n_per_class: int
+
+
+def _child_rngs(seed: int, n: int) -> list[np.random.Generator]:
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def resolve_train_temperature(ds: Dataset, requested: float | None) -> float:
+    """The training temperature: requested, else recorded in the dataset, else the highest."""
+    temps = ds.temperatures
+    t = requested
+    if t is None:
+        t = ds.conventions.get("train_temperature")
+    if t is None:
+        return float(temps.max())
+    match = temps[np.isclose(temps, float(t), rtol=1e-9, atol=1e-12)]
+    if match.size == 0:
+        raise UsageError(
+            f"training temperature {float(t):g} is not in the dataset (temperatures: "
+            + ", ".join(f"{x:g}" for x in temps)
+            + ")",
+            ds.path,
+        )
+    return float(match[0])
+
+
+def make_split(ds: Dataset, options: AuditOptions) -> Split:
+    """Split groups into training and held-out, and draw the balanced training sample.
+
+    Raises
+    ------
+    DataError
+        A group spans several temperatures.
+    InsufficientDataError
+        Too few groups, one class only, or fewer samples than requested.
+    """
+    T_train = resolve_train_temperature(ds, options.train_temperature)
+    rng_split, rng_sub = _child_rngs(options.seed, 2)[:2]
+    # each group must sit at one temperature: groups are frames or trajectories
+    _, ginv = np.unique(ds.group, return_inverse=True)
+    tmin = np.full(ginv.max() + 1, np.inf)
+    tmax = np.full(ginv.max() + 1, -np.inf)
+    np.minimum.at(tmin, ginv, ds.temperature)
+    np.maximum.at(tmax, ginv, ds.temperature)
+    if (tmin != tmax).any():
+        raise DataError("some groups (frames) contain samples at more than one temperature", ds.path)
+    at_train = np.isclose(ds.temperature, T_train, rtol=1e-9, atol=1e-12)
+    groups_train_T = np.unique(ds.group[at_train])
+    if groups_train_T.size < 2:
+        raise InsufficientDataError(
+            f"only one group at the training temperature {T_train:g}: cannot hold out whole groups", ds.path
+        )
+    perm = rng_split.permutation(groups_train_T)
+    n_test = int(np.clip(round(options.test_fraction * perm.size), 1, perm.size - 1))
+    test_groups = perm[:n_test]
+    in_test_group = np.isin(ds.group, test_groups)
+    train_pool = np.flatnonzero(at_train & ~in_test_group)
+    test = np.flatnonzero(~at_train | in_test_group)
+    pos = train_pool[ds.label[train_pool] == 1]
+    neg = train_pool[ds.label[train_pool] == 0]
+    avail = min(pos.size, neg.size)
+    if avail == 0:
+        which = "rearranging (R=1)" if pos.size == 0 else "non-rearranging (R=0)"
+        raise InsufficientDataError(
+            f"no {which} samples in the training split at T={T_train:g}: one class only", ds.path
+        )
+    n = options.train_per_class if options.train_per_class is not None else avail
+    if n > avail:
+        raise InsufficientDataError(
+            f"requested {n} training samples per class at T={T_train:g} but the training split "
+            f"({1 - options.test_fraction:.0%} of the groups) has only {pos.size} rearranging and "
+            f"{neg.size} non-rearranging samples",
+            ds.path,
+        )
+    train = np.sort(np.concatenate([rng_sub.choice(pos, n, replace=False), rng_sub.choice(neg, n, replace=False)]))
+    return Split(train=train, test=test, train_temperature=T_train, n_per_class=int(n))
+
+
+@dataclass
+class ClassifierResult:
+    """The softness SVM and its held-out performance.
+
+    ``accuracy`` is the balanced accuracy (mean of the per-class recalls) on the
+    held-out samples at the training temperature; its CI is a group bootstrap.
+    """
+
+    C: float
+    n_train_per_class: int
+    train_temperature: float
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    n_test: int
+    converged: bool
+    n_iter: int
+    objective: float
+    tol: float
+    coef: np.ndarray = field(repr=False)
+    intercept: float = 0.0
+    w_norm: float = 1.0
+
+
+@dataclass
+class Inference:
+    """Everything inferred from the held-out softness."""
+
+    logistic: list[LogisticFit]
+    arrhenius: ArrheniusResult | None
+    criterion: CriterionResult
+    truth: TruthResult | None
+    warnings: list[str]
+
+
+def balanced_accuracy(
+    pred: np.ndarray, R: np.ndarray, groups: np.ndarray, n_boot: int, ci_level: float, rng: np.random.Generator
+) -> tuple[float, tuple[float, float]]:
+    """Balanced accuracy and a group-bootstrap CI (groups resampled with replacement)."""
+    _, inv = np.unique(groups, return_inverse=True)
+    n_g = int(inv.max()) + 1
+    correct = pred == R
+    # per group: (correct positives, positives, correct negatives, negatives)
+    counts = np.zeros((n_g, 4))
+    np.add.at(counts, (inv, 0), correct & (R == 1))
+    np.add.at(counts, (inv, 1), R == 1)
+    np.add.at(counts, (inv, 2), correct & (R == 0))
+    np.add.at(counts, (inv, 3), R == 0)
+
+    def bacc(c):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 0.5 * (c[..., 0] / c[..., 1] + c[..., 2] / c[..., 3])
+
+    point = float(bacc(counts.sum(0)))
+    w = rng.multinomial(n_g, np.full(n_g, 1.0 / n_g), size=n_boot)  # (B, n_g) resampling weights
+    boot = bacc(w @ counts)
+    boot = boot[np.isfinite(boot)]
+    q = [(1 - ci_level) / 2 * 100, (1 + ci_level) / 2 * 100]
+    lo, hi = np.percentile(boot, q) if boot.size else (np.nan, np.nan)
+    return point, (float(lo), float(hi))
+
+
+def fit_softness(ds: Dataset, split: Split, options: AuditOptions, columns: np.ndarray | None = None):
+    """Fit the softness SVM on the training split.
+
+    Returns
+    -------
+    svm : diag.svm.SoftnessSVM
+        The fitted estimator (convergence in ``converged_``).
+    messages : list of str
+        Warnings raised during the fit, passed on to the report.
+    """
+    from .svm import SoftnessSVM
+
+    X = ds.features[split.train] if columns is None else ds.features[np.ix_(split.train, columns)]
+    svm = SoftnessSVM(C=options.C, tol=options.svm_tol)
+    with warnings.catch_warnings(record=True) as caught:
+        # captured so that they reach the report's warnings instead of stderr noise
+        warnings.simplefilter("always")
+        svm.fit(X, ds.label[split.train])
+    return svm, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+def infer_barriers(
+    S: np.ndarray,
+    R: np.ndarray,
+    T: np.ndarray,
+    groups: np.ndarray,
+    train_temperature: float,
+    options: AuditOptions,
+    energy: np.ndarray | None = None,
+) -> Inference:
+    """METHOD steps 2-5 from held-out softness.
+
+    Parameters
+    ----------
+    S, R, T, groups : ndarray, shape (n,)
+        Softness, labels, temperatures and group ids of the held-out samples.
+    train_temperature : float
+        Reference temperature of the variance criterion.
+    energy : ndarray, shape (n,), optional
+        True barriers (toy data): enables the truth comparison.
+
+    Returns
+    -------
+    Inference
+    """
+    warn: list[str] = []
+    fits: list[LogisticFit] = []
+    rngs = _child_rngs(options.seed + 1, 2)
+    seed_arr, seed_var = (int(r.integers(2**31)) for r in rngs)
+    for t in np.unique(T):
+        m = T == t
+        try:
+            fits.append(fit_logistic(S[m], R[m], t, groups[m]))
+        except InsufficientDataError as exc:
+            warn.append(f"{exc.message}; temperature T={t:g} left out of the Arrhenius fit")
+    at_ref = np.isclose(T, train_temperature, rtol=1e-9, atol=1e-12)
+    fit_ref = next((f for f in fits if np.isclose(f.temperature, train_temperature)), None)
+    if fit_ref is None:
+        raise InsufficientDataError(
+            f"P(R|S) cannot be fitted at the training temperature {train_temperature:g} (one class only)"
+        )
+    arr = None
+    if len(fits) < 2:
+        warn.append(
+            "only one usable temperature: no Arrhenius fit is possible, so no barriers and no Var(E_inf); "
+            "the log-P proxy and the accuracy are still reported"
+        )
+    else:
+        grid = softness_grid(S[at_ref], options.grid_points, options.grid_quantiles)
+        try:
+            arr = fit_arrhenius(
+                fits, grid, p_max=options.p_max, r2_min=options.r2_min, resid_tol=options.resid_tol, n_draws=options.n_draws,
+                ci_level=options.ci_level, seed=seed_arr,
+            )
+        except InsufficientDataError as exc:
+            warn.append(str(exc))
+    if arr is not None:
+        n_bad = int((~arr.linear).sum())
+        if n_bad:
+            warn.append(
+                f"log P vs 1/T is not linear (R^2 < {arr.r2_min:g}, residual > {arr.resid_tol:g}) at {n_bad} of {arr.linear.size} "
+                "grid points in the Arrhenius regime"
+            )
+        if arr.in_regime.sum() < 3:
+            warn.append(f"only {int(arr.in_regime.sum())} softness grid points lie in the Arrhenius regime")
+        if arr.e1 >= 0:
+            warn.append("DeltaE(S) does not decrease with softness (e1 >= 0): softness does not order barriers")
+    crit = variance_criterion(
+        S[at_ref], fit_ref, arr, ci_level=options.ci_level, n_draws=options.n_draws, seed=seed_var,
+        reference=f"held-out samples at the training temperature T={train_temperature:g}",
+    )
+    truth = None
+    if energy is not None and arr is not None:
+        truth = truth_comparison(inferred_energy(S[at_ref], arr.e0, arr.e1), energy[at_ref])
+    return Inference(logistic=fits, arrhenius=arr, criterion=crit, truth=truth, warnings=warn)
+
+
+@dataclass
+class AuditResult:
+    """Everything the audit found; renderers turn it into text, JSON and figures."""
+
+    dataset: dict
+    options: AuditOptions
+    classifier: ClassifierResult
+    feature_names: list[str]
+    logistic: list[LogisticFit]
+    arrhenius: ArrheniusResult | None
+    criterion: CriterionResult
+    truth: TruthResult | None
+    warnings: list[str]
+    softness_units: str = SOFTNESS_UNITS
+    extras: dict = field(default_factory=dict)
+
+
+def dataset_summary(ds: Dataset) -> dict:
+    """Plain description of a dataset: sizes, temperatures, class balance, conventions."""
+    temps = ds.temperatures
+    per_t = []
+    for t in temps:
+        m = ds.temperature == t
+        per_t.append(
+            {
+                "temperature": float(t),
+                "n_samples": int(m.sum()),
+                "n_rearranging": int(ds.label[m].sum()),
+                "n_groups": int(np.unique(ds.group[m]).size),
+            }
+        )
+    return {
+        "path": ds.path,
+        "n_samples": ds.n_samples,
+        "n_features": ds.n_features,
+        "n_groups": int(np.unique(ds.group).size),
+        "temperatures": [float(t) for t in temps],
+        "per_temperature": per_t,
+        "has_energy": ds.energy is not None,
+        "conventions": ds.conventions,
+        "provenance": ds.provenance,
+    }
+
+
+def audit(ds: Dataset, options: AuditOptions | None = None, progress: Callable[[str], None] | None = None) -> AuditResult:
+    """Run the softness analysis properly and measure how far its barriers can be trusted.
+
+    Parameters
+    ----------
+    ds : Dataset
+    options : AuditOptions, optional
+    progress : callable, optional
+        Called with the name of each stage as it starts (for progress displays).
+
+    Returns
+    -------
+    AuditResult
+    """
+    options = (options or AuditOptions()).validate()
+    note = progress or (lambda stage: None)
+    warn: list[str] = []
+    if ds.temperatures.size < 2:
+        warn.append(f"the dataset has one temperature ({ds.temperatures[0]:g}): no Arrhenius fit is possible")
+    note("split")
+    split = make_split(ds, options)
+    note("fit SVM")
+    svm, fit_messages = fit_softness(ds, split, options)
+    warn.extend(m for m in dict.fromkeys(fit_messages) if "ConvergenceWarning" not in m)
+    if not svm.converged_:
+        warn.append(f"the SVM solver did not converge in {svm.n_iter_} iterations: results are approximate")
+    note("softness")
+    te = split.test
+    S = svm.softness(ds.features[te])
+    at_ref = np.isclose(ds.temperature[te], split.train_temperature, rtol=1e-9, atol=1e-12)
+    rng_acc = _child_rngs(options.seed + 2, 1)[0]
+    acc, acc_ci = balanced_accuracy(
+        (S[at_ref] > 0).astype(np.int8), ds.label[te][at_ref], ds.group[te][at_ref], options.n_boot,
+        options.ci_level, rng_acc,
+    )
+    clf = ClassifierResult(
+        C=options.C,
+        n_train_per_class=split.n_per_class,
+        train_temperature=split.train_temperature,
+        accuracy=acc,
+        accuracy_ci=acc_ci,
+        n_test=int(at_ref.sum()),
+        converged=bool(svm.converged_),
+        n_iter=int(svm.n_iter_),
+        objective=float(svm.objective_),
+        tol=options.svm_tol,
+        coef=np.asarray(svm.coef_, dtype=np.float64),
+        intercept=float(svm.intercept_),
+        w_norm=float(np.linalg.norm(svm.coef_)),
+    )
+    note("Arrhenius fits")
+    inf = infer_barriers(
+        S, ds.label[te], ds.temperature[te], ds.group[te], split.train_temperature, options,
+        energy=None if ds.energy is None else ds.energy[te],
+    )
+    for w in inf.warnings:
+        if w not in warn and not (ds.temperatures.size < 2 and "one usable temperature" in w):
+            warn.append(w)
+    return AuditResult(
+        dataset=dataset_summary(ds),
+        options=options,
+        classifier=clf,
+        feature_names=list(ds.feature_names),
+        logistic=inf.logistic,
+        arrhenius=inf.arrhenius,
+        criterion=inf.criterion,
+        truth=inf.truth,
+        warnings=warn,
+    )

@@ -1,0 +1,266 @@
+"""Command-line interface ``diag``: a thin layer over functions that return result objects.
+
+Results go to stdout, progress and logs to stderr. Errors raised as
+:class:`diag.errors.GlassDiagError` become a one-line message and exit code 1 (data)
+or 2 (usage); argparse usage errors exit 2. Heavy libraries (sklearn, freud) are
+imported inside the subcommands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import GlassDiagError, UsageError
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return vals
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    v = _nonneg_int(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("expected a positive integer, got 0")
+    return v
+
+
+def _stderr_console(quiet: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet, highlight=False)
+
+
+def _stdout_console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+# ----------------------------------------------------------------------------- toy
+def _add_toy(sub) -> None:
+    p = sub.add_parser(
+        "toy",
+        help="write a ground-truth toy dataset (METHOD section 3)",
+        description="Draw toy-model samples with known barriers and write them in the dataset format.",
+    )
+    p.add_argument("out", metavar="OUT.h5", help="output dataset file")
+    p.add_argument("--n-energy", type=_positive_int, default=10, help="coordinates that carry energy (default 10)")
+    p.add_argument("--n-noise", type=_nonneg_int, default=4, help="pure-noise coordinates (default 4)")
+    p.add_argument("--coef", type=_floats, default=[1.0], help="a_k: one value or one per energy coordinate (default 1.0)")
+    p.add_argument("--extra", choices=["none", "cube", "triple"], default="none", help="correlated extras (default none)")
+    p.add_argument("--offset", type=float, default=0.0, help="E0, added to every barrier (default 0)")
+    p.add_argument("--temperatures", type=_floats, default=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0], help="comma-separated (default 0.5,...,1.0)")
+    p.add_argument("--train-temperature", type=_positive_float, default=1.0, help="recorded training temperature (default 1.0)")
+    p.add_argument("--per-temperature", type=_positive_int, default=50_000, help="samples per temperature (default 50000)")
+    p.add_argument("--block-size", type=_positive_int, default=500, help="samples per group (default 500)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_run_toy)
+
+
+def _run_toy(args) -> int:
+    from toymodel import ToyModel
+
+    if any(t <= 0 for t in args.temperatures):
+        raise UsageError("temperatures must be positive")
+    model = ToyModel(
+        n_energy=args.n_energy,
+        n_noise=args.n_noise,
+        coef=args.coef if len(args.coef) > 1 else args.coef[0],
+        extra=args.extra,
+        offset=args.offset,
+    )
+    ds = model.to_dataset(
+        temperatures=args.temperatures,
+        per_temperature=args.per_temperature,
+        seed=args.seed,
+        block_size=args.block_size,
+        train_temperature=args.train_temperature,
+    )
+    path = ds.write(args.out, overwrite=args.force)
+    print(
+        f"wrote {path}: {ds.n_samples} samples x {ds.n_features} features at T = "
+        + ", ".join(f"{t:g}" for t in ds.temperatures)
+        + f" (seed {args.seed})"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- audit
+def _add_audit_options(p) -> None:
+    p.add_argument("--C", type=_positive_float, default=1.0, help="SVM C, hinge loss summed over samples (default 1.0)")
+    p.add_argument("--train-temperature", type=_positive_float, default=None, help="default: recorded in the file, else the highest T")
+    p.add_argument("--train-per-class", type=_positive_int, default=None, help="training samples per class (default: all the smaller class allows)")
+    p.add_argument("--test-fraction", type=float, default=0.5, help="fraction of groups held out at the training T (default 0.5)")
+    p.add_argument("--p-max", type=float, default=0.5, help="Arrhenius regime: P(R|S,T) <= p_max at every T (default 0.5)")
+    p.add_argument("--grid-points", type=_positive_int, default=25, help="softness grid points (default 25)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="seeds the split, subsampling and CIs (default 0)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads (default 1)")
+    p.add_argument("--json", metavar="OUT.json", default=None, help="write the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+
+
+def _add_audit(sub) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="audit a dataset: train the softness SVM, infer barriers, judge them",
+        description="Reproduce the softness / Arrhenius analysis on a dataset and measure how far its barriers can be trusted.",
+    )
+    p.add_argument("data", metavar="DATA.h5", help="dataset file (see docs/dataset.md)")
+    _add_audit_options(p)
+    p.set_defaults(func=_run_audit)
+
+
+def _options_from_args(args):
+    from .audit import AuditOptions
+
+    return AuditOptions(
+        C=args.C,
+        train_temperature=args.train_temperature,
+        train_per_class=args.train_per_class,
+        test_fraction=args.test_fraction,
+        p_max=args.p_max,
+        grid_points=args.grid_points,
+        seed=args.seed,
+    ).validate()
+
+
+def _run_audit(args) -> int:
+    from threadpoolctl import threadpool_limits
+
+    from .audit import audit
+    from .dataset import read_dataset
+    from .report.json import audit_to_dict, write_json
+    from .report.terminal import render_audit
+
+    options = _options_from_args(args)
+    if args.json and os.path.exists(args.json) and os.path.exists(args.data) and os.path.samefile(args.json, args.data):
+        raise UsageError("the JSON output would overwrite the input dataset", args.json)
+    log = _stderr_console(args.quiet)
+    ds = read_dataset(args.data)
+    with threadpool_limits(limits=args.threads):
+        result = audit(ds, options, progress=lambda stage: log.log(f"[dim]{stage}[/]"))
+    render_audit(result, _stdout_console())
+    if args.json:
+        write_json(audit_to_dict(result), args.json, protect=(args.data,))
+        log.print(f"wrote {args.json}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- demo
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="build a toy dataset in a temporary folder and audit it",
+        description="The built-in default: a toy dataset with known barriers, audited end to end.",
+    )
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads (default 1)")
+    p.add_argument("--json", metavar="OUT.json", default=None, help="write the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    import tempfile
+
+    from threadpoolctl import threadpool_limits
+
+    from toymodel import ToyModel
+
+    from .audit import AuditOptions, audit
+    from .dataset import read_dataset
+    from .report.json import audit_to_dict, write_json
+    from .report.terminal import render_audit
+
+    log = _stderr_console(args.quiet)
+    with tempfile.TemporaryDirectory(prefix="glass-diag-demo-") as tmp:
+        path = os.path.join(tmp, "toy.h5")
+        log.log("building the toy dataset (10 energy coordinates + 4 noise, T = 0.5 ... 1.0)")
+        ToyModel().to_dataset(per_temperature=50_000, seed=args.seed).write(path)
+        ds = read_dataset(path)
+        with threadpool_limits(limits=args.threads):
+            result = audit(ds, AuditOptions(seed=args.seed), progress=lambda s: log.log(f"[dim]{s}[/]"))
+        render_audit(result, _stdout_console())
+        if args.json:
+            write_json(audit_to_dict(result), args.json)
+    return 0
+
+
+# ---------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diag",
+        description="glass-diag: audit softness / energy-barrier analyses of glassy liquids.",
+    )
+    parser.add_argument("--version", action="version", version=f"glass-diag {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_toy(sub)
+    _add_audit(sub)
+    _add_demo(sub)
+    try:
+        from adapters import cli as adapters_cli
+    except ImportError:  # pragma: no cover - adapters are part of the distribution
+        adapters_cli = None
+    if adapters_cli is not None and hasattr(adapters_cli, "add_arguments"):
+        p = sub.add_parser(
+            "features",
+            help="turn particle trajectories into a dataset (labels + structure functions)",
+            description="Read trajectories (H5MD, GSD, LAMMPS dump, extended XYZ), label rearrangements "
+            "with p_hop and compute structure functions into one dataset file.",
+        )
+        adapters_cli.add_arguments(p)
+        p.set_defaults(func=adapters_cli.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``diag`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GlassDiagError as exc:
+        print(f"diag {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"diag {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"diag {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

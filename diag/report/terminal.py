@@ -1,0 +1,114 @@
+"""Terminal rendering of audit results with rich. Reads result objects; computes nothing new."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+
+def _fmt(x: float | None, nd: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.{nd}g}" if abs(x) >= 1e4 or (abs(x) < 1e-3 and x != 0) else f"{x:.{nd}f}"
+
+
+def _ci(ci, nd: int = 3) -> str:
+    return "n/a" if ci is None else f"[{_fmt(ci[0], nd)}, {_fmt(ci[1], nd)}]"
+
+
+def dataset_panel(result) -> Panel:
+    d = result.dataset
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("file", str(d.get("path") or "(in memory)"))
+    t.add_row("samples", f"{d['n_samples']:,} in {d['n_groups']:,} groups, {d['n_features']} features")
+    temps = ", ".join(f"{p['temperature']:g} ({p['n_rearranging'] / max(p['n_samples'], 1):.1%} R=1)" for p in d["per_temperature"])
+    t.add_row("temperatures", temps)
+    prov = d.get("provenance") or {}
+    if prov:
+        t.add_row("generator", f"{prov.get('generator', '?')} {prov.get('version', '')}, seed {prov.get('seed', '?')}")
+    conv = d.get("conventions") or {}
+    for key in sorted(conv):
+        val = conv[key]
+        if isinstance(val, (dict, list)):
+            continue
+        t.add_row(key, str(val))
+    return Panel(t, title="Dataset", title_align="left")
+
+
+def classifier_panel(result) -> Panel:
+    c = result.classifier
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("model", f"linear SVM, true hinge loss, C = {c.C:g}, standardised features")
+    t.add_row("training", f"{c.n_train_per_class:,} per class at T = {c.train_temperature:g} (balanced)")
+    t.add_row(
+        "accuracy",
+        f"{c.accuracy:.4f} {_ci(c.accuracy_ci, 4)} (balanced, {c.n_test:,} held-out samples at T = {c.train_temperature:g})",
+    )
+    conv = "[green]converged[/]" if c.converged else "[red]NOT converged[/]"
+    t.add_row("solver", f"{conv} in {c.n_iter} iterations, objective {c.objective:.6g}")
+    t.add_row("softness", result.softness_units)
+    t.add_row("|w|", f"{c.w_norm:.4g}")
+    return Panel(t, title="Classifier", title_align="left")
+
+
+def arrhenius_panel(result) -> Panel:
+    a = result.arrhenius
+    if a is None:
+        return Panel(Text("No Arrhenius fit (see warnings)."), title="Arrhenius fits", title_align="left")
+    t = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("S", "DeltaE", f"{a.ci_level:.0%} CI", "Sigma", f"{a.ci_level:.0%} CI", "R^2", "linear"):
+        t.add_column(col, justify="right")
+    for j, s in enumerate(a.grid_in_regime):
+        t.add_row(
+            f"{s:+.2f}",
+            f"{a.delta_e[j]:.3f}",
+            _ci(a.delta_e_ci[j]),
+            f"{a.sigma[j]:.3f}",
+            _ci(a.sigma_ci[j]),
+            f"{a.r2[j]:.4f}",
+            "yes" if a.linear[j] else "[red]no[/]",
+        )
+    lines = Text.from_markup(
+        f"DeltaE(S) = e0 + e1 S:  e0 = {a.e0:.3f} {_ci(a.e0_ci)},  e1 = {a.e1:.3f} {_ci(a.e1_ci)}\n"
+        f"regime: P(R|S,T) <= {a.p_max:g} at every T = "
+        + ", ".join(f"{x:g}" for x in a.temperatures)
+        + f"; linear: R^2 >= {a.r2_min:g} or residuals <= {a.resid_tol:g}"
+    )
+    return Panel(Group(t, lines), title="Arrhenius fits  log P(R|S,T) = Sigma(S) - DeltaE(S)/T", title_align="left")
+
+
+def criterion_panel(result) -> Panel:
+    cr = result.criterion
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("Var(E_inf)", f"{_fmt(cr.variance)} {_ci(cr.variance_ci)}")
+    t.add_row("Var(log P)", f"{_fmt(cr.logp_variance)} {_ci(cr.logp_variance_ci)}  (proxy)")
+    t.add_row("over", f"{cr.reference} ({cr.n_reference:,})")
+    if result.truth is not None:
+        tr = result.truth
+        tag = "[green]barriers right[/]" if abs(tr.slope - 1) < 0.1 else "[red]barriers biased[/]"
+        t.add_row("truth", f"E_inf = {tr.intercept:.3f} + {tr.slope:.3f} E_true, R^2 = {tr.r2:.3f}  {tag}")
+    return Panel(t, title="Variance criterion", title_align="left")
+
+
+def warnings_panel(result) -> Panel | None:
+    if not result.warnings:
+        return None
+    body = Text("\n".join(f"- {w}" for w in result.warnings))
+    return Panel(body, title="Warnings", title_align="left", border_style="yellow")
+
+
+def render_audit(result, console: Console) -> None:
+    """Print the audit report to a rich console."""
+    for panel in (dataset_panel(result), classifier_panel(result), arrhenius_panel(result), criterion_panel(result)):
+        console.print(panel)
+    w = warnings_panel(result)
+    if w is not None:
+        console.print(w)
