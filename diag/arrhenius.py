@@ -161,7 +161,7 @@ class ArrheniusResult:
     draws_e0: np.ndarray = field(repr=False)
     draws_e1: np.ndarray = field(repr=False)
     p_max: float = 0.5
-    r2_min: float = 0.98
+    r2_min: float = 0.95
     resid_tol: float = 0.02
     ci_level: float = 0.95
     n_draws: int = 400
@@ -195,7 +195,7 @@ def fit_arrhenius(
     fits: list[LogisticFit],
     grid: np.ndarray,
     p_max: float = 0.5,
-    r2_min: float = 0.98,
+    r2_min: float = 0.95,
     resid_tol: float = 0.02,
     n_draws: int = 400,
     ci_level: float = 0.95,

@@ -65,7 +65,7 @@ class AuditOptions:
     grid_points: int = 25
     grid_quantiles: tuple[float, float] = (0.005, 0.995)
     p_max: float = 0.5
-    r2_min: float = 0.98
+    r2_min: float = 0.95
     resid_tol: float = 0.02
     n_draws: int = 400
     n_boot: int = 1000
@@ -339,7 +339,7 @@ def infer_barriers(
     )
     truth = None
     if energy is not None and arr is not None:
-        truth = truth_comparison(inferred_energy(S[at_ref], arr.e0, arr.e1), energy[at_ref])
+        truth = truth_comparison(inferred_energy(S[at_ref], arr.e0, arr.e1), energy[at_ref], arr)
     return Inference(logistic=fits, arrhenius=arr, criterion=crit, truth=truth, warnings=warn)
 
 

@@ -55,9 +55,10 @@ def _positive_int(text: str) -> int:
 
 
 def _stderr_console(quiet: bool = False):
+    """Progress and logs: stderr, and only when it is a terminal (logs never pollute captured errors)."""
     from rich.console import Console
 
-    return Console(stderr=True, quiet=quiet, highlight=False)
+    return Console(stderr=True, quiet=quiet or not sys.stderr.isatty(), highlight=False)
 
 
 def _stdout_console():

@@ -105,21 +105,28 @@ def variance_criterion(
 class TruthResult:
     """Least-squares line ``E_inf = intercept + slope * E_true`` (toy data only).
 
-    slope 1 with small scatter is success; slope < 1 is underestimation.
+    slope 1 with small scatter is success; slope < 1 is underestimation. ``slope_ci``
+    propagates the uncertainty of ``e1`` (the slope is exactly proportional to it for
+    a fixed softness); it is None when no draws are given.
     """
 
     slope: float
     intercept: float
     r2: float
     n: int
+    slope_ci: tuple[float, float] | None = None
 
 
-def truth_comparison(E_inf: np.ndarray, E_true: np.ndarray) -> TruthResult:
+def truth_comparison(
+    E_inf: np.ndarray, E_true: np.ndarray, arrhenius: ArrheniusResult | None = None
+) -> TruthResult:
     """Regress the inferred barriers on the true ones.
 
     Parameters
     ----------
     E_inf, E_true : ndarray, shape (n,)
+    arrhenius : ArrheniusResult, optional
+        Gives the draws of ``e1`` for the CI of the slope.
 
     Returns
     -------
@@ -131,7 +138,12 @@ def truth_comparison(E_inf: np.ndarray, E_true: np.ndarray) -> TruthResult:
     slope = float(dx @ (y - y.mean()) / (dx @ dx))
     intercept = float(y.mean() - slope * x.mean())
     r = np.corrcoef(x, y)[0, 1]
-    return TruthResult(slope=slope, intercept=intercept, r2=float(r * r), n=int(x.size))
+    slope_ci = None
+    if arrhenius is not None and arrhenius.e1 != 0:
+        q = [(1 - arrhenius.ci_level) / 2 * 100, (1 + arrhenius.ci_level) / 2 * 100]
+        lo, hi = np.percentile(slope * arrhenius.draws_e1 / arrhenius.e1, q)
+        slope_ci = (float(lo), float(hi))
+    return TruthResult(slope=slope, intercept=intercept, r2=float(r * r), n=int(x.size), slope_ci=slope_ci)
 
 
 __all__ = ["inferred_energy", "CriterionResult", "variance_criterion", "TruthResult", "truth_comparison"]
