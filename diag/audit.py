@@ -357,7 +357,25 @@ class AuditResult:
     truth: TruthResult | None
     warnings: list[str]
     softness_units: str = SOFTNESS_UNITS
+    curves: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
+
+
+def binned_probability(S: np.ndarray, R: np.ndarray, edges: np.ndarray, min_count: int = 20) -> dict:
+    """Empirical P(R|S) in softness bins, for plots beside the logistic fits.
+
+    Returns
+    -------
+    dict with ``S`` (bin centres), ``p`` (fraction rearranging), ``n`` (counts) for bins
+    holding at least ``min_count`` samples and at least one rearrangement.
+    """
+    idx = np.digitize(S, edges) - 1
+    ok = (idx >= 0) & (idx < edges.size - 1)
+    n = np.bincount(idx[ok], minlength=edges.size - 1)
+    k = np.bincount(idx[ok], weights=R[ok], minlength=edges.size - 1)
+    keep = (n >= min_count) & (k > 0)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    return {"S": centres[keep].tolist(), "p": (k[keep] / n[keep]).tolist(), "n": n[keep].astype(int).tolist()}
 
 
 def dataset_summary(ds: Dataset) -> dict:
@@ -445,6 +463,23 @@ def audit(ds: Dataset, options: AuditOptions | None = None, progress: Callable[[
     for w in inf.warnings:
         if w not in warn and not (ds.temperatures.size < 2 and "one usable temperature" in w):
             warn.append(w)
+    # data behind the figures: binned P(R|S) per temperature, a seeded subsample of E_inf vs E_true
+    T_te, R_te = ds.temperature[te], ds.label[te]
+    edges = np.linspace(*np.quantile(S, [0.002, 0.998]), 31)
+    curves: dict = {
+        "binned": [
+            {"temperature": float(t), **binned_probability(S[T_te == t], R_te[T_te == t], edges)}
+            for t in np.unique(T_te)
+        ]
+    }
+    if inf.truth is not None and inf.arrhenius is not None:
+        rng_plot = _child_rngs(options.seed + 3, 1)[0]
+        ref = np.flatnonzero(at_ref)
+        pick = np.sort(rng_plot.choice(ref, min(1000, ref.size), replace=False))
+        curves["truth_sample"] = {
+            "E_true": ds.energy[te][pick].tolist(),
+            "E_inf": inferred_energy(S[pick], inf.arrhenius.e0, inf.arrhenius.e1).tolist(),
+        }
     return AuditResult(
         dataset=dataset_summary(ds),
         options=options,
@@ -455,4 +490,5 @@ def audit(ds: Dataset, options: AuditOptions | None = None, progress: Callable[[
         criterion=inf.criterion,
         truth=inf.truth,
         warnings=warn,
+        curves=curves,
     )

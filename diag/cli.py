@@ -67,6 +67,48 @@ def _stdout_console():
     return Console(highlight=False)
 
 
+class _Progress:
+    """Stage-by-stage progress bars on stderr; silent when quiet or stderr is not a terminal.
+
+    Call it as ``progress(stage)`` for a stage of unknown length, or
+    ``progress(stage, done, total)`` for a counted one.
+    """
+
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self._bar = None
+        self._tasks: dict[str, int] = {}
+        self._last: str | None = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                console=_stderr_console(), transient=True,
+            )
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
+
+    def __call__(self, stage: str, done: int | None = None, total: int | None = None) -> None:
+        if self._bar is None:
+            return
+        if self._last is not None and self._last != stage and self._last in self._tasks:
+            t = self._tasks[self._last]
+            self._bar.update(t, completed=self._bar.tasks[t].total or 1, total=self._bar.tasks[t].total or 1)
+        if stage not in self._tasks:
+            self._tasks[stage] = self._bar.add_task(stage, total=total)
+        if done is not None:
+            self._bar.update(self._tasks[stage], completed=done, total=total)
+        self._last = stage
+
+
 # ----------------------------------------------------------------------------- toy
 def _add_toy(sub) -> None:
     p = sub.add_parser(
@@ -128,7 +170,8 @@ def _add_audit_options(p) -> None:
     p.add_argument("--seed", type=_nonneg_int, default=0, help="seeds the split, subsampling and CIs (default 0)")
     p.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads (default 1)")
     p.add_argument("--json", metavar="OUT.json", default=None, help="write the report as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    p.add_argument("--plots", metavar="DIR", default=None, help="write PNG figures into DIR (needs matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
 def _add_audit(sub) -> None:
@@ -161,21 +204,46 @@ def _run_audit(args) -> int:
 
     from .audit import audit
     from .dataset import read_dataset
-    from .report.json import audit_to_dict, write_json
     from .report.terminal import render_audit
 
     options = _options_from_args(args)
     if args.json and os.path.exists(args.json) and os.path.exists(args.data) and os.path.samefile(args.json, args.data):
         raise UsageError("the JSON output would overwrite the input dataset", args.json)
+    if args.plots:
+        _check_plots_available(args.plots)
     log = _stderr_console(args.quiet)
     ds = read_dataset(args.data)
-    with threadpool_limits(limits=args.threads):
-        result = audit(ds, options, progress=lambda stage: log.log(f"[dim]{stage}[/]"))
+    with threadpool_limits(limits=args.threads), _Progress(args.quiet) as progress:
+        result = audit(ds, options, progress=progress)
     render_audit(result, _stdout_console())
-    if args.json:
-        write_json(audit_to_dict(result), args.json, protect=(args.data,))
-        log.print(f"wrote {args.json}")
+    _write_outputs(result, args, log, protect=(args.data,))
     return 0
+
+
+def _check_plots_available(folder: str) -> None:
+    """Fail before the work, not after it, when figures cannot be written."""
+    import importlib.util
+
+    from .report.plots import MISSING_MATPLOTLIB
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError(MISSING_MATPLOTLIB)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError("the plots path exists and is not a folder", folder)
+
+
+def _write_outputs(result, args, log, protect=()) -> None:
+    from .report.json import audit_to_dict, write_json
+
+    doc = audit_to_dict(result)
+    if args.json:
+        write_json(doc, args.json, protect=protect)
+        log.print(f"wrote {args.json}")
+    if getattr(args, "plots", None):
+        from .report.plots import write_figures
+
+        for path in write_figures(doc, args.plots):
+            log.print(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------- demo
@@ -218,6 +286,42 @@ def _run_demo(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------ validate
+def _add_validate(sub) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="check this installation against the paper's claims on the toy model",
+        description="Run the toy-model validation (METHOD section 4) and print a pass/fail table. "
+        "Exit code 0 when every check passes, 1 otherwise.",
+    )
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=_run_validate)
+
+
+def _run_validate(args) -> int:
+    from rich.table import Table
+    from threadpoolctl import threadpool_limits
+
+    from .validate import run_validation
+
+    with threadpool_limits(limits=args.threads), _Progress(args.quiet) as progress:
+        checks = run_validation(seed=args.seed, progress=progress)
+    table = Table(title=f"glass-diag {__version__}: toy-model validation (seed {args.seed})", show_lines=True)
+    table.add_column("check", style="bold")
+    table.add_column("measured")
+    table.add_column("expected")
+    table.add_column("result")
+    for c in checks:
+        table.add_row(f"{c.name}\n[dim]{c.claim}[/]", c.measured, c.expected, "[green]pass[/]" if c.passed else "[red]FAIL[/]")
+    out = _stdout_console()
+    out.print(table)
+    n_pass = sum(c.passed for c in checks)
+    out.print(f"{n_pass} passed, {len(checks) - n_pass} failed")
+    return 0 if n_pass == len(checks) else 1
+
+
 # ---------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -230,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_toy(sub)
     _add_audit(sub)
     _add_demo(sub)
+    _add_validate(sub)
     try:
         from adapters import cli as adapters_cli
     except ImportError:  # pragma: no cover - adapters are part of the distribution

@@ -88,6 +88,7 @@ def audit_to_dict(result) -> dict:
         "criterion": asdict(result.criterion),
         "truth": None if result.truth is None else asdict(result.truth),
         "warnings": list(result.warnings),
+        "curves": result.curves,
     }
     a = result.arrhenius
     if a is not None:
