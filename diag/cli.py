@@ -353,8 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``diag`` console script; returns the exit code."""
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C, so temporary outputs are removed
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except GlassDiagError as exc:
@@ -366,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print(f"diag {args.command}: error: out of memory", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

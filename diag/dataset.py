@@ -313,6 +313,9 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
             if not np.issubdtype(X.dtype, np.number):
                 raise DataError(f"samples/features has non-numeric dtype {X.dtype}", p)
             n, d = X.shape
+            from .resources import AUDIT_MEMORY_FACTOR, check_memory
+
+            check_memory(AUDIT_MEMORY_FACTOR * 4.0 * n * d, f"loading {n} x {d} features", p)
             arrays: dict[str, Any] = {"features": _read_array(X, p, np.float32)}
             for key in ("label", "temperature", "group"):
                 arrays[key] = _read_array(s[key], p, None)

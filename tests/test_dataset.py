@@ -90,3 +90,12 @@ def test_select_features_keeps_metadata():
     assert sub.feature_names == ["f2", "f0"]
     np.testing.assert_array_equal(sub.features[:, 0], ds.features[:, 2])
     assert sub.feature_params[0] == {"r": 0.2}
+
+
+def test_memory_guard_refuses_what_cannot_fit():
+    from diag.resources import check_memory
+
+    check_memory(1e6, "a small thing", available=10**9)
+    with pytest.raises(DataError, match="needs about 9.3 GiB but only 0.9 GiB") as exc:
+        check_memory(1e10, "loading 1 x 1 features", "big.h5", available=10**9)
+    assert str(exc.value).startswith("big.h5: ")
