@@ -211,6 +211,10 @@ def _run_audit(args) -> int:
         raise UsageError("the JSON output would overwrite the input dataset", args.json)
     if args.plots:
         _check_plots_available(args.plots)
+    if args.json:
+        from .atomic import check_output_path
+
+        check_output_path(args.json)  # fail before the work, not after it
     log = _stderr_console(args.quiet)
     ds = read_dataset(args.data)
     with threadpool_limits(limits=args.threads), _Progress(args.quiet) as progress:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,17 +208,10 @@ class Dataset:
         import h5py
 
         self.validate()
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise UsageError("output file exists (use --force to replace it)", str(path))
-        if path.is_dir():
-            raise UsageError("output path is a directory", str(path))
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise UsageError("output folder does not exist", str(path))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        try:
+        from .atomic import atomic_output, check_output_path
+
+        path = check_output_path(path, overwrite)
+        with atomic_output(path, suffix=".h5.tmp") as tmp:
             n, d = self.features.shape
             str_dt = h5py.string_dtype("utf-8")
             with h5py.File(tmp, "w") as f:
@@ -242,11 +234,6 @@ class Dataset:
                 g.create_dataset("family", data=np.array(self.feature_families, dtype=object), dtype=str_dt)
                 params = [json.dumps(p, sort_keys=True, default=_json_default) for p in self.feature_params]
                 g.create_dataset("params", data=np.array(params, dtype=object), dtype=str_dt)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return path
 
 

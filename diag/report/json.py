@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..atomic import atomic_output, check_output_path
 from ..errors import UsageError
 
 REPORT_SCHEMA_VERSION = 1
@@ -134,22 +134,11 @@ def write_json(doc: dict, path: str | os.PathLike, protect: tuple[str, ...] = ()
     protect : tuple of str
         Input files that must never be overwritten.
     """
-    path = Path(path)
+    path = check_output_path(path)
     for p in protect:
         if p and os.path.exists(p) and path.exists() and os.path.samefile(p, path):
             raise UsageError("the JSON output would overwrite an input file", str(path))
-    if path.is_dir():
-        raise UsageError("JSON output path is a directory", str(path))
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError("output folder does not exist", str(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
+    with atomic_output(path) as tmp:
+        with open(tmp, "w") as f:
             f.write(dumps(doc))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

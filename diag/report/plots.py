@@ -7,12 +7,12 @@ so a saved report can be re-plotted without recomputing anything.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy.special import log_expit
 
+from ..atomic import atomic_output
 from ..errors import UsageError
 
 MISSING_MATPLOTLIB = "figures need matplotlib, which is not installed: pip install 'glass-diag[plots]'"
@@ -30,14 +30,8 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata={"Software": None})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     return path
 
 

@@ -1,0 +1,395 @@
+"""Trajectories -> one dataset: labels from p_hop, features from structure functions.
+
+For every input file (one temperature each):
+
+1. open it (:func:`adapters.readers.open_trajectory`), find its temperature
+   (command line first, else the file), map its species onto the structure
+   configuration's species, check it has enough frames;
+2. stream the frames once: unwrap them (:class:`adapters.trajectory.Unwrapper`),
+   feed them to :class:`adapters.dynamics.HopLabeller`, keep the stored
+   positions of sampled frames until their labels are known;
+3. at each labelled frame, compute the structure functions of the labelled
+   particles on the **wrapped** positions of that frame
+   (:class:`adapters.structure.StructureFunctions`).
+
+All files are checked (readable, temperature, species, frame count, box
+against the structure cutoff) before any frame is processed, and nothing is
+written here: the caller writes the returned :class:`~diag.dataset.Dataset`.
+
+Groups: ``group = file_index * 10**9 + frame`` (one group per file and sampled
+frame; samples of one frame are correlated and must stay together).
+
+Memory per file: the p_hop buffer (``chunk + W`` unwrapped frames, see
+:mod:`adapters.dynamics`), the stored positions of the few sampled frames
+waiting for their labels (at most ``(chunk + W) / every + 1`` frames), O(N)
+label state and the growing feature matrix of the samples
+(``n_samples * n_features * 4`` bytes). One frame of the file is read at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from diag.errors import DataError, GlassDiagError, InsufficientDataError, UsageError
+
+from .config import FeaturesConfig
+from .dynamics import DynamicsConfig, HopLabeller, check_enough_frames
+from .trajectory import Trajectory, Unwrapper
+
+GROUP_STRIDE = 10**9
+GENERATOR = "glass-diag features"
+
+#: ``progress(file_index, path, frames_done, n_frames)``
+ProgressCallback = Callable[[int, str, int, int], None]
+
+
+@dataclass
+class _FileSamples:
+    features: list = field(default_factory=list)
+    label: list = field(default_factory=list)
+    p_hop: list = field(default_factory=list)
+    group: list = field(default_factory=list)
+    species: list = field(default_factory=list)
+    particle: list = field(default_factory=list)
+    n_sampled: int = 0
+
+
+def species_type_map(
+    traj: Trajectory,
+    structure_species: Sequence[str],
+    species_map: dict[str, str] | None = None,
+    source: str | None = None,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Map the trajectory's species onto the structure configuration's species.
+
+    Rules, for the species that particles actually have: an explicit
+    ``species_map`` entry wins; else the same name; else, when the file only has
+    bare integer species (LAMMPS ``type``, H5MD integer ``species``) and none of
+    them is a structure species name, integer ``k`` maps to structure species
+    ``k - base`` (base 1 for LAMMPS, 0 for H5MD).
+
+    Returns
+    -------
+    type_map : ndarray (len(traj.species),), int64
+        Structure species id of every file species id (-1 for unused ones).
+    mapping : dict
+        File species name -> structure species name, for the record.
+
+    ``source`` (the configuration file) is named in the error for a map
+    entry that points to an unknown structure species.
+    """
+    target = [str(s) for s in structure_species]
+    smap = dict(species_map or {})
+    used = [int(k) for k in np.unique(traj.types)]
+    names = [traj.species[k] for k in used]
+    for name, to in smap.items():
+        if to not in target:
+            raise UsageError(
+                f"input.species_map maps '{name}' to '{to}', which is not a structure species "
+                f"({', '.join(target)})",
+                source,
+            )
+    base = traj.numeric_species_base
+    numeric = (
+        base is not None
+        and not any(n in target or n in smap for n in names)
+        and all(_is_int(n) for n in names)
+        and all(0 <= int(n) - base < len(target) for n in names)
+    )
+    type_map = np.full(len(traj.species), -1, dtype=np.int64)
+    mapping: dict[str, str] = {}
+    for k, name in zip(used, names):
+        if name in smap:
+            to = smap[name]
+        elif name in target:
+            to = name
+        elif numeric:
+            to = target[int(name) - base]
+        else:
+            raise DataError(
+                f"unknown species '{name}' (structure species: {', '.join(target)}; "
+                "map it with input.species_map in the config)",
+                traj.path,
+            )
+        type_map[k] = target.index(to)
+        mapping[name] = to
+    return type_map, mapping
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_box(box, cutoff: float, path: str, frame: int) -> None:
+    Lmin = min(box.lengths)
+    if cutoff is not None and not 2 * float(cutoff) < Lmin:
+        raise DataError(
+            f"frame {frame}: box length {Lmin:g} is not more than twice the structure cutoff "
+            f"{float(cutoff):g}; the neighbour search needs a larger box",
+            path,
+        )
+
+
+def _peek_first_frame(traj: Trajectory):
+    it = iter(traj)
+    try:
+        return next(it)
+    except StopIteration:  # pragma: no cover - Trajectory refuses empty files
+        raise DataError("the trajectory has no frames", traj.path) from None
+    finally:
+        it.close()
+
+
+@dataclass
+class _Prepared:
+    traj: Trajectory
+    temperature: float
+    temperature_source: str
+    type_map: np.ndarray
+    mapping: dict[str, str]
+
+
+def build_dataset(
+    paths: Sequence[str | os.PathLike],
+    *,
+    temperatures: Sequence[float] | None = None,
+    config: FeaturesConfig | None = None,
+    fmt: str | None = None,
+    progress: ProgressCallback | None = None,
+):
+    """Label rearrangements and compute structure functions for several trajectories.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Trajectory files, one temperature each.
+    temperatures : sequence of float, optional
+        One per file, in order; overrides temperatures found in the files.
+        Without it every file must carry its temperature.
+    config : FeaturesConfig, optional
+        Structure, dynamics and input settings (defaults: Kob-Andersen grid,
+        :class:`~adapters.dynamics.DynamicsConfig` defaults).
+    fmt : str, optional
+        Force a format for every file (``"h5md"``, ``"gsd"``, ``"lammps"``,
+        ``"xyz"``); default: detect per file.
+    progress : callable, optional
+        ``progress(file_index, path, frames_done, n_frames)`` after each frame.
+
+    Returns
+    -------
+    diag.dataset.Dataset
+        Validated, not written.
+
+    Raises
+    ------
+    UsageError
+        Bad request: temperature count, bad values, unknown format.
+    DataError
+        Unusable file (message names it): unreadable, truncated, bad box,
+        unknown species, missing temperature, too few frames, ...
+    InsufficientDataError
+        No particle could be labelled at any sampled frame.
+    """
+    from diag import __version__
+    from diag.dataset import Dataset
+
+    from .readers import open_trajectory
+    from .structure import StructureFunctions
+
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise UsageError("no trajectory files given")
+    config = config or FeaturesConfig()
+    scfg = config.structure_config()
+    dcfg: DynamicsConfig = config.dynamics
+    if temperatures is not None:
+        temperatures = [float(t) for t in temperatures]
+        if len(temperatures) != len(paths):
+            raise UsageError(
+                f"--temperature got {len(temperatures)} value(s) for {len(paths)} file(s); give one per file, in order"
+            )
+        for t in temperatures:
+            if not np.isfinite(t) or t <= 0:
+                raise UsageError(f"--temperature values must be positive, got {t:g}")
+
+    prepared: list[_Prepared] = []
+    opened: list[Trajectory] = []
+    try:
+        # ------------------------------------------------ check every input first
+        for i, path in enumerate(paths):
+            traj = open_trajectory(path, fmt, h5md_group=config.h5md_group)
+            opened.append(traj)
+            if temperatures is not None:
+                T, src = temperatures[i], "command line (--temperature)"
+                if traj.temperature is not None:
+                    src += f"; file says {traj.temperature:g} ({traj.temperature_source})"
+            elif traj.temperature is not None:
+                T, src = traj.temperature, traj.temperature_source or "file"
+                if not np.isfinite(T) or T <= 0:
+                    raise DataError(f"temperature in the file is {T:g}; it must be positive", path)
+            else:
+                raise DataError(
+                    "no temperature in the file; give one per file with --temperature", path
+                )
+            type_map, mapping = species_type_map(traj, scfg.species, config.species_map, config.source)
+            check_enough_frames(traj.n_frames, dcfg, path)
+            first = _peek_first_frame(traj)
+            _check_box(first.box, getattr(scfg, "cutoff", None), path, 0)
+            prepared.append(_Prepared(traj, float(T), src, type_map, mapping))
+
+        # ---------------------------------------------------------- process
+        engine = StructureFunctions(scfg)
+        n_feat = int(scfg.n_features)
+        parts: list[_FileSamples] = []
+        file_records = []
+        for i, prep in enumerate(prepared):
+            samples, record = _process(i, prep, engine, n_feat, scfg, dcfg, progress)
+            parts.append(samples)
+            file_records.append(record)
+    finally:
+        for traj in opened:
+            traj.close()
+
+    n_total = sum(len(x) for p in parts for x in p.label)
+    if n_total == 0:
+        n_frames = sum(p.n_sampled for p in parts)
+        raise InsufficientDataError(
+            f"no particle was labelled soft or hard at any of the {n_frames} sampled frames "
+            f"(p_c {dcfg.p_c:g}, p_hard {dcfg.p_hard:g}, persistence {dcfg.persistence} frames)",
+            paths[0] if len(paths) == 1 else None,
+        )
+
+    def cat(name, dtype):
+        arrays = [a for p in parts for a in getattr(p, name)]
+        return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.empty(0, dtype)
+
+    features = np.concatenate([a for p in parts for a in p.features], axis=0).astype(np.float32, copy=False)
+    temps = np.concatenate(
+        [np.full(sum(len(x) for x in p.label), prep.temperature) for p, prep in zip(parts, prepared)]
+    )
+    conventions: dict[str, Any] = {
+        "structure": scfg.conventions(),
+        "dynamics": dcfg.conventions(),
+        "group": f"file_index * {GROUP_STRIDE} + frame index (one group per file and sampled frame)",
+        "positions": "structure functions on wrapped positions; p_hop on unwrapped positions",
+        "temperatures": [prep.temperature for prep in prepared],
+        "trajectories": file_records,
+    }
+    provenance: dict[str, Any] = {
+        "generator": GENERATOR,
+        "version": __version__,
+        "inputs": [
+            {"file": prep.traj.path, "size": os.path.getsize(prep.traj.path), "format": prep.traj.format}
+            for prep in prepared
+        ],
+        "config": config.to_dict(),
+        "config_file": config.source,
+    }
+    ds = Dataset(
+        features=features,
+        label=cat("label", np.int8),
+        temperature=temps,
+        group=cat("group", np.int64),
+        feature_names=list(scfg.feature_names()),
+        feature_families=list(scfg.feature_families()),
+        feature_params=list(scfg.feature_params()),
+        p_hop=cat("p_hop", np.float32),
+        species=cat("species", np.int32),
+        particle=cat("particle", np.int64),
+        conventions=conventions,
+        provenance=provenance,
+    )
+    return ds.validate()
+
+
+def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsConfig, progress):
+    traj = prep.traj
+    path = traj.path
+    n = traj.n_particles
+    h = dcfg.half
+    last_centre = traj.n_frames - 1 - h
+    types = prep.type_map[traj.types]
+    cutoff = getattr(scfg, "cutoff", None)
+    labeller = HopLabeller(n, dcfg)
+    unwrap = Unwrapper(traj.unwrap_method, path)
+    pending: dict[int, tuple] = {}
+    out = _FileSamples()
+    n_soft = n_hard = 0
+
+    def handle(labels):
+        nonlocal n_soft, n_hard
+        for fl in labels:
+            box, pos = pending.pop(fl.frame)
+            out.n_sampled += 1
+            if fl.particles.size == 0:
+                continue
+            _check_box(box, cutoff, path, fl.frame)
+            pts = box.centred(pos)
+            if pts.shape[1] == 2:
+                pts = np.column_stack([pts, np.zeros(n)])
+            try:
+                res = engine.compute(box.lengths, pts, types, query_indices=fl.particles)
+            except GlassDiagError as exc:
+                if exc.path is not None:
+                    raise
+                raise type(exc)(f"frame {fl.frame}: structure functions: {exc.message}", path) from None
+            feats = np.asarray(res.features)
+            qi = getattr(res, "query_indices", None)
+            if qi is not None and not np.array_equal(np.asarray(qi), fl.particles):
+                where = {int(q): j for j, q in enumerate(np.asarray(qi))}
+                feats = feats[[where[int(p)] for p in fl.particles]]
+            if feats.shape != (fl.particles.size, n_feat):
+                raise RuntimeError(
+                    f"structure functions returned shape {feats.shape}, expected ({fl.particles.size}, {n_feat})"
+                )
+            out.features.append(feats.astype(np.float32, copy=False))
+            out.label.append(fl.label)
+            out.p_hop.append(fl.p_hop)
+            out.group.append(np.full(fl.particles.size, file_index * GROUP_STRIDE + fl.frame, dtype=np.int64))
+            out.species.append(types[fl.particles].astype(np.int32))
+            out.particle.append(traj.particle_ids[fl.particles])
+            n_soft += fl.n_soft
+            n_hard += fl.n_hard
+
+    for frame in traj:
+        u = unwrap(frame)
+        if dcfg.is_sampled(frame.index) and frame.index <= last_centre:
+            pending[frame.index] = (frame.box, frame.positions)
+        handle(labeller.push(u))
+        if progress is not None:
+            progress(file_index, path, frame.index + 1, traj.n_frames)
+    handle(labeller.finish())
+
+    dt_steps, dt_time = traj.frame_interval_steps, traj.frame_interval_time
+    record = {
+        "file": path,
+        "format": traj.format,
+        "temperature": prep.temperature,
+        "temperature_source": prep.temperature_source,
+        "n_frames": traj.n_frames,
+        "n_particles": n,
+        "dimensions": traj.dimensions,
+        "species_map": prep.mapping,
+        "unwrap": traj.unwrap_method,
+        "frame_interval_steps": dt_steps,
+        "frame_interval_time": dt_time,
+        "window_steps": None if dt_steps is None else dt_steps * dcfg.window,
+        "window_time": None if dt_time is None else dt_time * dcfg.window,
+        "n_sampled_frames": out.n_sampled,
+        "n_soft": n_soft,
+        "n_hard": n_hard,
+        "max_p_hop": labeller.max_p_hop,
+    }
+    if traj.unwrap_method == "minimum-image":
+        record["max_step_fraction"] = unwrap.max_step_fraction
+    if traj.metadata:
+        record["reader"] = traj.metadata
+    return out, record

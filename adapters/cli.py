@@ -1,0 +1,173 @@
+"""``diag features``: trajectories in, one dataset file out.
+
+The lead's :mod:`diag.cli` registers the subcommand::
+
+    p = subparsers.add_parser("features", ...)
+    adapters.cli.add_arguments(p)
+    p.set_defaults(func=adapters.cli.run)
+
+``run(args)`` returns the exit code and raises :class:`diag.errors.GlassDiagError`
+subclasses for errors. Module imports are kept light: freud, gsd, h5py and rich
+are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+from diag.errors import UsageError
+
+from .readers import available_formats
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return v
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add every ``diag features`` argument to a (sub)parser."""
+    p.add_argument(
+        "trajectories",
+        nargs="+",
+        metavar="TRAJ",
+        help="trajectory files (H5MD, GSD, LAMMPS dump, extended XYZ), one temperature each",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="DATA.h5", help="dataset file to write")
+    p.add_argument(
+        "--temperature",
+        type=_positive_float,
+        nargs="+",
+        action="extend",
+        metavar="T",
+        default=None,
+        help="temperature of each file, in order, placed after the files (overrides the files; "
+        "required when a file has none)",
+    )
+    p.add_argument(
+        "--every",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="frames between sampled frames (default: window + 1, so p_hop windows do not overlap)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="JSON file with optional sections 'structure', 'dynamics', 'input' (see docs/adapters.md)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("auto", *available_formats()),
+        default="auto",
+        help="trajectory format (default: detect from content and extension)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:  # pragma: no cover
+        return False
+
+
+def check_output(output: str, inputs: list[str], force: bool) -> None:
+    """Refuse to clobber an input, or an existing file without ``--force``."""
+    for p in inputs:
+        if p is not None and _same_file(output, p):
+            raise UsageError(f"output would overwrite the input file {p}", output)
+    if os.path.isdir(output):
+        raise UsageError("output path is a directory", output)
+    if os.path.exists(output) and not force:
+        raise UsageError("output file exists (use --force to replace it)", output)
+    folder = os.path.dirname(output) or "."
+    if not os.path.isdir(folder):
+        raise UsageError("output folder does not exist", output)
+
+
+class _Progress:
+    """A rich progress bar on stderr, one task per file (no-op when disabled)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._bar = None
+        self._tasks: dict[int, int] = {}
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("frames"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def __call__(self, file_index: int, path: str, done: int, total: int) -> None:
+        if self._bar is None:
+            return
+        if file_index not in self._tasks:
+            self._tasks[file_index] = self._bar.add_task(os.path.basename(path), total=total)
+        self._bar.update(self._tasks[file_index], completed=done)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``diag features``; returns 0, raises GlassDiagError subclasses on errors."""
+    from .build import build_dataset
+    from .config import load_config
+
+    paths = [os.fspath(p) for p in args.trajectories]
+    output = os.fspath(args.output)
+    check_output(output, [*paths, args.config], args.force)
+    config = load_config(args.config).with_every(args.every)
+    show = not args.quiet and sys.stderr.isatty()
+    with _Progress(show) as progress:
+        ds = build_dataset(
+            paths,
+            temperatures=args.temperature,
+            config=config,
+            fmt=None if args.format == "auto" else args.format,
+            progress=progress,
+        )
+    written = ds.write(output, overwrite=args.force)
+    n_soft = int(ds.label.sum())
+    n_frames = len(set(ds.group.tolist()))
+    temps = ", ".join(f"{t:g}" for t in ds.temperatures)
+    print(
+        f"wrote {written}: {ds.n_samples} samples ({n_soft} soft, {ds.n_samples - n_soft} hard) x "
+        f"{ds.n_features} features from {n_frames} frames of {len(paths)} file(s) at T = {temps}"
+    )
+    return 0

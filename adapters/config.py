@@ -1,0 +1,149 @@
+"""The ``diag features`` configuration file (JSON).
+
+Every section and key is optional::
+
+    {
+      "structure": { ... },          # adapters.structure.StructureConfig.from_dict
+                                     # (default: StructureConfig.kob_andersen())
+      "dynamics": {                  # adapters.dynamics.DynamicsConfig
+        "window": 10,                # t_R in frames (even)
+        "p_c": 0.2,                  # soft: p_hop > p_c
+        "p_hard": 0.05,              # hard: p_hop < p_hard ...
+        "persistence": 10,           # ... for the frames [t - persistence, t]
+        "every": 11                  # spacing of sampled frames
+      },
+      "input": {
+        "species_map": {"1": "A", "2": "B"},   # file species name -> structure species
+        "h5md_group": "all"                     # H5MD particle group to read
+      }
+    }
+
+``--every`` on the command line overrides ``dynamics.every``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from diag.errors import UsageError
+
+from .dynamics import DynamicsConfig
+
+_SECTIONS = ("structure", "dynamics", "input")
+_INPUT_KEYS = ("species_map", "h5md_group")
+
+
+@dataclass
+class FeaturesConfig:
+    """Everything ``diag features`` needs besides the file names.
+
+    Attributes
+    ----------
+    structure : adapters.structure.StructureConfig or None
+        None means ``StructureConfig.kob_andersen()`` (resolved lazily, so that
+        reading a config does not import freud).
+    dynamics : DynamicsConfig
+    species_map : dict of str to str, optional
+        File species name (as the reader reports it: "1", "A", ...) to a
+        species name of the structure configuration.
+    h5md_group : str, optional
+        Particle group of H5MD files.
+    source : str, optional
+        The file the configuration came from, for messages.
+    """
+
+    structure: Any = None
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    species_map: dict[str, str] | None = None
+    h5md_group: str | None = None
+    source: str | None = None
+
+    def structure_config(self):
+        """The :class:`StructureConfig` to use (default Kob-Andersen)."""
+        if self.structure is None:
+            from adapters.structure import StructureConfig
+
+            self.structure = StructureConfig.kob_andersen()
+        return self.structure
+
+    def with_every(self, every: int | None) -> "FeaturesConfig":
+        if every is None:
+            return self
+        d = self.dynamics.to_dict()
+        d["every"] = every
+        return replace(self, dynamics=DynamicsConfig(**d))
+
+    def input_dict(self) -> dict[str, Any]:
+        return {"species_map": self.species_map, "h5md_group": self.h5md_group}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "structure": self.structure_config().to_dict(),
+            "dynamics": self.dynamics.to_dict(),
+            "input": self.input_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str | None = None) -> "FeaturesConfig":
+        if not isinstance(d, dict):
+            raise UsageError("the configuration must be a JSON object", source)
+        extra = sorted(set(d) - set(_SECTIONS))
+        if extra:
+            raise UsageError(
+                f"unknown section(s) {', '.join(extra)} (known: {', '.join(_SECTIONS)})", source
+            )
+        structure = None
+        if d.get("structure") is not None:
+            from adapters.structure import StructureConfig
+
+            if not isinstance(d["structure"], dict):
+                raise UsageError("the 'structure' section must be a JSON object", source)
+            try:
+                structure = StructureConfig.from_dict(d["structure"])
+            except UsageError as exc:
+                raise UsageError(exc.message, source) from None
+            except (TypeError, ValueError, KeyError) as exc:
+                raise UsageError(f"invalid 'structure' section ({exc})", source) from None
+        dyn = DynamicsConfig.from_dict(d.get("dynamics") or {}, source)
+        inp = d.get("input") or {}
+        if not isinstance(inp, dict):
+            raise UsageError("the 'input' section must be a JSON object", source)
+        extra = sorted(set(inp) - set(_INPUT_KEYS))
+        if extra:
+            raise UsageError(f"unknown key(s) in 'input': {', '.join(extra)} (known: {', '.join(_INPUT_KEYS)})", source)
+        smap = inp.get("species_map")
+        if smap is not None:
+            if not isinstance(smap, dict) or not all(isinstance(v, str) for v in smap.values()):
+                raise UsageError("input.species_map must map species names to species names (strings)", source)
+            smap = {str(k): v for k, v in smap.items()}
+        group = inp.get("h5md_group")
+        if group is not None and not isinstance(group, str):
+            raise UsageError("input.h5md_group must be a string", source)
+        return cls(structure=structure, dynamics=dyn, species_map=smap, h5md_group=group, source=source)
+
+
+def load_config(path: str | os.PathLike | None) -> FeaturesConfig:
+    """Read a configuration file; ``None`` gives the defaults.
+
+    Raises
+    ------
+    UsageError
+        Missing or unreadable file, invalid JSON, unknown sections or keys,
+        invalid values; the message names the file.
+    """
+    if path is None:
+        return FeaturesConfig()
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise UsageError("configuration file not found", p)
+    try:
+        with open(p, "r", encoding="utf-8") as f:
+            d = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"invalid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", p) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read configuration ({exc})", p) from None
+    return FeaturesConfig.from_dict(d, source=p)

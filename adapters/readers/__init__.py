@@ -1,0 +1,190 @@
+"""Trajectory readers: one module per file format, all returning a Trajectory.
+
+The reader protocol
+-------------------
+A reader is any object (usually a module) with
+
+``NAME``
+    Short format name used by ``--format`` (``"lammps"``).
+``EXTENSIONS``
+    Tuple of lower-case file suffixes it claims (``(".dump", ".lammpstrj")``).
+``sniff(head: bytes) -> bool``
+    True when the first bytes of a file (up to 4 KiB) look like this format.
+``open(path: str, **options) -> adapters.trajectory.Trajectory``
+    Read the header (and whatever is needed to count the frames) and return a
+    :class:`~adapters.trajectory.Trajectory` whose ``frames()`` callable yields
+    :class:`~adapters.trajectory.Frame` objects lazily. Unknown keyword
+    options must be ignored. Problems with the file raise
+    :class:`diag.errors.DataError` with a one-line message and the path.
+
+Register a new reader with :func:`register_reader`; :func:`open_trajectory`
+then dispatches to it by ``fmt``, by content (``sniff``) or by extension.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from diag.errors import DataError, UsageError
+
+_BUILTIN = {
+    "h5md": "adapters.readers.h5md",
+    "gsd": "adapters.readers.gsd",
+    "lammps": "adapters.readers.lammps",
+    "xyz": "adapters.readers.xyz",
+}
+_REGISTRY: dict[str, Any] = {}
+
+#: Names accepted by ``--format`` (besides ``auto``), built-in formats first.
+FORMATS = tuple(_BUILTIN)
+
+
+def register_reader(reader: Any) -> None:
+    """Add (or replace) a reader following the protocol in this module's docstring."""
+    for attr in ("NAME", "EXTENSIONS", "sniff", "open"):
+        if not hasattr(reader, attr):
+            raise TypeError(f"a reader needs attribute '{attr}'")
+    _REGISTRY[reader.NAME] = reader
+
+
+def available_formats() -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*_BUILTIN, *_REGISTRY]))
+
+
+def get_reader(name: str):
+    """The reader registered under ``name``; :class:`UsageError` if unknown."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _BUILTIN:
+        mod = importlib.import_module(_BUILTIN[name])
+        _REGISTRY[name] = mod
+        return mod
+    raise UsageError(f"unknown trajectory format '{name}' (known: {', '.join(available_formats())})")
+
+
+def _head(path: str, n: int = 4096) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def check_readable(path: str) -> None:
+    """Raise :class:`DataError` for a missing, non-regular or unreadable file."""
+    if not os.path.exists(path):
+        raise DataError("no such file", path)
+    if os.path.isdir(path):
+        raise DataError("is a directory, expected a trajectory file", path)
+    if not os.access(path, os.R_OK):
+        raise DataError("file is not readable (permission denied)", path)
+    if os.path.getsize(path) == 0:
+        raise DataError("file is empty", path)
+
+
+def detect_format(path: str) -> str:
+    """Guess the format of ``path``: by content first, then by extension."""
+    check_readable(path)
+    head = _head(path)
+    names = available_formats()
+    for name in names:
+        try:
+            if get_reader(name).sniff(head):
+                return name
+        except Exception:  # a sniffer must never decide the outcome by crashing
+            continue
+    ext = path.lower()
+    for name in names:
+        if any(ext.endswith(e) for e in get_reader(name).EXTENSIONS):
+            return name
+    raise DataError(
+        f"cannot tell the trajectory format from the name or the content; use --format "
+        f"({'|'.join(names)})",
+        path,
+    )
+
+
+def open_trajectory(path, fmt: str | None = None, **options):
+    """Open a trajectory file with the right reader.
+
+    Parameters
+    ----------
+    path : path-like
+    fmt : str, optional
+        A format name (see :data:`FORMATS`); ``None`` or ``"auto"`` detects it.
+    **options
+        Passed to the reader (e.g. ``h5md_group``); readers ignore the ones they
+        do not know.
+
+    Returns
+    -------
+    adapters.trajectory.Trajectory
+    """
+    path = os.fspath(path)
+    check_readable(path)
+    name = detect_format(path) if fmt in (None, "auto") else fmt
+    return get_reader(name).open(path, **options)
+
+
+# ------------------------------------------------ helpers for the text readers
+_CHUNK = 1 << 24
+
+
+def count_token(path: str, token: bytes) -> int:
+    """Occurrences of ``token`` in a file, read in 16 MiB chunks."""
+    n = 0
+    keep = len(token) - 1
+    tail = b""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            buf = tail + chunk
+            n += buf.count(token)
+            # keep the last len-1 bytes: a token cut by the chunk edge is then
+            # counted in the next buffer; no whole token fits in them.
+            tail = buf[-keep:] if keep else b""
+    return n
+
+
+def count_lines(path: str) -> int:
+    """Number of lines up to the last non-blank one (trailing blank lines ignored)."""
+    newlines = 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            newlines += chunk.count(b"\n")
+        size = f.tell()
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+    stripped = tail.rstrip()
+    if not stripped and size <= 65536:
+        return 0
+    trailing = tail[len(stripped):]
+    return newlines - trailing.count(b"\n") + 1
+
+
+def parse_columns(lines: list[str], usecols, path: str, frame: int, what: str = "atom") -> "np.ndarray":
+    """Float columns of whitespace-separated lines, shape (len(lines), len(usecols))."""
+    import numpy as np
+
+    try:
+        arr = np.loadtxt(lines, usecols=usecols, dtype=np.float64, ndmin=2, comments=None)
+    except (ValueError, IndexError) as exc:
+        msg = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise DataError(f"frame {frame}: malformed {what} lines ({msg})", path) from None
+    if arr.shape != (len(lines), len(usecols)):
+        raise DataError(f"frame {frame}: malformed {what} lines (expected {len(usecols)} columns)", path)
+    return arr
+
+
+def check_complete(lines: list[str], n: int, path: str, frame: int, what: str = "atom") -> None:
+    """The ``n`` lines of a frame were all read, and the last one is terminated."""
+    if len(lines) < n:
+        raise DataError(
+            f"frame {frame}: file ends after {len(lines)} of {n} {what} lines (truncated file?)", path
+        )
+    if n and not lines[-1].endswith("\n"):
+        raise DataError(f"frame {frame}: last line is incomplete (truncated file?)", path)

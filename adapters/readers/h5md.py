@@ -1,0 +1,280 @@
+"""H5MD 1.1 reader (via h5py).
+
+Read from the particle group ``particles/<group>`` (the only one, or ``all``,
+or the one named by the ``h5md_group`` option)::
+
+    position/value  [T][N][D]      positions (time-dependent element; a plain
+    position/step   [T] or []        [N][D] dataset is a single frame); step and
+    position/time   [T] or []        time explicit, or fixed increments with an
+                                     'offset' attribute (H5MD 1.1)
+    image/value     [T][N][D]      optional periodic images
+    species         [N] or value [T][N]
+                                   Integer (named "0", "1", ...; species 0 is the
+                                   first species of the structure configuration
+                                   unless a species map says otherwise) or
+                                   Enumeration (the enum names are used)
+    id              [N]            optional particle identifiers
+    box             attributes 'dimension', 'boundary' (all 'periodic');
+                    'edges' as an attribute, a [D] dataset (a [D][D] matrix
+                    must be diagonal) or a time-dependent element edges/value
+
+``parameters`` (root group): attribute or scalar dataset ``temperature``.
+
+H5MD defines no box origin, and without ``image`` a position may be any
+periodic image of the particle: the box is taken centred on zero, positions
+with ``image`` are range-checked, positions without it are not, and they are
+unwrapped by minimum image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adapters.trajectory import Frame, Trajectory, make_box
+from diag.errors import DataError
+
+NAME = "h5md"
+EXTENSIONS = (".h5md", ".h5", ".hdf5", ".hdf")
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def sniff(head: bytes) -> bool:
+    # the HDF5 superblock may follow a user block of 512, 1024, 2048 ... bytes
+    return any(head[o : o + 8] == _SIGNATURE for o in (0, 512, 1024, 2048))
+
+
+def _short(exc: BaseException) -> str:
+    s = str(exc).splitlines()[0][:140] if str(exc) else type(exc).__name__
+    return s
+
+
+def _as_str(v) -> str:
+    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+
+
+def _series(elem, name: str, n: int, path: str):
+    """Explicit or fixed-increment step/time of a time-dependent element, or None."""
+    if name not in elem:
+        return None
+    ds = elem[name]
+    if ds.shape == ():
+        inc = ds[()]
+        off = ds.attrs.get("offset", 0)
+        return off + inc * np.arange(n)
+    arr = ds[()]
+    if arr.shape != (n,):
+        raise DataError(f"{elem.name}/{name} has shape {arr.shape}, expected ({n},)", path)
+    return arr
+
+
+def open(path: str, h5md_group: str | None = None, **options) -> Trajectory:  # noqa: A001
+    """Open an H5MD file; see the module docstring for what is read."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"cannot open as HDF5 ({_short(exc)}); truncated or not an HDF5 file?", path) from None
+    try:
+        return _open(f, path, h5md_group)
+    except DataError:
+        f.close()
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        f.close()
+        raise DataError(f"cannot read H5MD structure ({_short(exc)})", path) from None
+
+
+def _open(f, path: str, group: str | None) -> Trajectory:
+    import h5py
+
+    if "h5md" not in f:
+        hint = " (it looks like a glass-diag dataset)" if "samples" in f else ""
+        raise DataError(f"not an H5MD file: no 'h5md' group{hint}", path)
+    if "particles" not in f or not isinstance(f["particles"], h5py.Group) or not len(f["particles"]):
+        raise DataError("no 'particles' group in the H5MD file", path)
+    parts = f["particles"]
+    names = sorted(parts)
+    if group is None:
+        if len(names) == 1:
+            group = names[0]
+        elif "all" in names:
+            group = "all"
+        else:
+            raise DataError(
+                f"several particle groups ({', '.join(names)}); choose one with input.h5md_group in the config",
+                path,
+            )
+    if group not in parts:
+        raise DataError(f"no particle group '{group}' (have {', '.join(names)})", path)
+    g = parts[group]
+    where = f"particles/{group}"
+
+    # ---------------------------------------------------------------- position
+    if "position" not in g:
+        raise DataError(f"no '{where}/position'", path)
+    pe = g["position"]
+    if isinstance(pe, h5py.Group):
+        if "value" not in pe:
+            raise DataError(f"no '{where}/position/value'", path)
+        pval = pe["value"]
+        if pval.ndim != 3:
+            raise DataError(f"'{where}/position/value' has shape {pval.shape}, expected (frames, N, D)", path)
+        n_frames, n, dim = pval.shape
+        steps = _series(pe, "step", n_frames, path)
+        times = _series(pe, "time", n_frames, path)
+        read_pos = lambda k: pval[k]  # noqa: E731
+    else:
+        if pe.ndim != 2:
+            raise DataError(f"'{where}/position' has shape {pe.shape}, expected (N, D)", path)
+        n_frames = 1
+        n, dim = pe.shape
+        steps = times = None
+        read_pos = lambda k: pe[()]  # noqa: E731
+    if n_frames == 0:
+        raise DataError(f"'{where}/position' holds no frames", path)
+    if dim not in (2, 3):
+        raise DataError(f"'{where}/position' has {dim} components per particle, expected 2 or 3", path)
+
+    # --------------------------------------------------------------------- box
+    if "box" not in g:
+        raise DataError(f"no '{where}/box'", path)
+    bg = g["box"]
+    bdim = bg.attrs.get("dimension")
+    if bdim is not None and int(np.asarray(bdim).ravel()[0]) != dim:
+        raise DataError(f"box dimension {int(np.asarray(bdim).ravel()[0])} differs from the positions' {dim}", path)
+    boundary = bg.attrs.get("boundary")
+    if boundary is None:
+        raise DataError(f"'{where}/box' has no 'boundary' attribute", path)
+    boundary = [_as_str(b).strip() for b in np.atleast_1d(boundary)]
+    if len(boundary) != dim:
+        raise DataError(f"box boundary {boundary} does not have {dim} entries", path)
+    periodic = [b == "periodic" for b in boundary]
+
+    if "edges" in bg.attrs:
+        fixed_edges, edges_val = np.asarray(bg.attrs["edges"], dtype=np.float64), None
+    elif "edges" in bg and isinstance(bg["edges"], h5py.Dataset):
+        fixed_edges, edges_val = np.asarray(bg["edges"][()], dtype=np.float64), None
+    elif "edges" in bg and "value" in bg["edges"]:
+        fixed_edges, edges_val = None, bg["edges"]["value"]
+        if edges_val.shape[0] != n_frames or edges_val.shape[1:] not in ((dim,), (dim, dim)):
+            raise DataError(
+                f"'{where}/box/edges/value' has shape {edges_val.shape}, expected ({n_frames}, {dim})", path
+            )
+    else:
+        raise DataError(f"'{where}/box' has no 'edges'", path)
+    if fixed_edges is not None and fixed_edges.shape not in ((dim,), (dim, dim)):
+        raise DataError(f"box edges have shape {fixed_edges.shape}, expected ({dim},) or ({dim}, {dim})", path)
+
+    def box_of(edges, k):
+        edges = np.asarray(edges, dtype=np.float64)
+        if edges.ndim == 2:
+            lengths, tilts = np.diag(edges), edges[~np.eye(dim, dtype=bool)]
+        else:
+            lengths, tilts = edges, None
+        return make_box(lengths, None, tilts=tilts, periodic=periodic, boundary_text=boundary, path=path, frame=k)
+
+    fixed_box = box_of(fixed_edges, 0) if fixed_edges is not None else None
+
+    # ----------------------------------------------------------------- species
+    if "species" not in g:
+        raise DataError(f"no '{where}/species': cannot tell the particle species", path)
+    se = g["species"]
+    sval = se["value"] if isinstance(se, h5py.Group) else se
+    species_td = isinstance(se, h5py.Group)
+    s0 = sval[0] if species_td else sval[()]
+    if np.shape(s0) != (n,):
+        raise DataError(f"'{where}/species' has {np.shape(s0)} entries for {n} particles", path)
+    enum = h5py.check_enum_dtype(sval.dtype)
+    numeric_base = None
+    if enum is not None:
+        by_value = {int(v): str(k) for k, v in enum.items()}
+        codes = np.asarray(s0, dtype=np.int64)
+        uniq, types = np.unique(codes, return_inverse=True)
+        species = [by_value.get(int(u), str(int(u))) for u in uniq]
+    elif np.issubdtype(sval.dtype, np.integer):
+        uniq, types = np.unique(np.asarray(s0, dtype=np.int64), return_inverse=True)
+        species = [str(int(u)) for u in uniq]
+        numeric_base = 0
+    elif h5py.check_string_dtype(sval.dtype) is not None:
+        labels = np.array([_as_str(v) for v in s0])
+        uniq, types = np.unique(labels, return_inverse=True)
+        species = [str(u) for u in uniq]
+    else:
+        raise DataError(f"'{where}/species' must be Integer or Enumeration, got {sval.dtype}", path)
+
+    # -------------------------------------------------------------- image, id
+    img_val = None
+    if "image" in g:
+        ie = g["image"]
+        img_val = ie["value"] if isinstance(ie, h5py.Group) else ie
+        expect = (n_frames, n, dim) if isinstance(ie, h5py.Group) else (n, dim)
+        if img_val.shape != expect:
+            raise DataError(f"'{where}/image' has shape {img_val.shape}, expected {expect}", path)
+        img_td = isinstance(ie, h5py.Group)
+    ids = None
+    id_val = None
+    if "id" in g:
+        ie = g["id"]
+        id_val = ie["value"] if isinstance(ie, h5py.Group) else None
+        ids = np.asarray(id_val[0] if id_val is not None else ie[()], dtype=np.int64)
+        if ids.shape != (n,):
+            raise DataError(f"'{where}/id' has shape {ids.shape}, expected ({n},)", path)
+
+    # ------------------------------------------------------------- temperature
+    temperature = source = None
+    if "parameters" in f:
+        pg = f["parameters"]
+        raw = None
+        if "temperature" in pg.attrs:
+            raw, source = pg.attrs["temperature"], "H5MD parameters attribute 'temperature'"
+        elif "temperature" in pg and isinstance(pg["temperature"], h5py.Dataset):
+            raw, source = pg["temperature"][()], "H5MD parameters dataset 'temperature'"
+        if raw is not None:
+            try:
+                temperature = float(np.asarray(raw, dtype=np.float64).ravel()[0])
+            except (ValueError, TypeError, IndexError):
+                raise DataError(f"parameters/temperature is not a number ({raw!r})", path) from None
+
+    def frames():
+        for k in range(n_frames):
+            try:
+                pos = np.asarray(read_pos(k), dtype=np.float64)
+                box = fixed_box if fixed_box is not None else box_of(edges_val[k], k)
+                img = None
+                if img_val is not None:
+                    raw_img = img_val[k] if img_td else img_val[()]
+                    img = np.rint(np.asarray(raw_img, dtype=np.float64)).astype(np.int64)
+                if species_td and k > 0 and not np.array_equal(sval[k], s0):
+                    raise DataError(f"frame {k}: particle species differ from frame 0 (must be constant)", path)
+                if id_val is not None and k > 0 and not np.array_equal(np.asarray(id_val[k], dtype=np.int64), ids):
+                    raise DataError(f"frame {k}: particle ids (order) differ from frame 0; not supported", path)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"frame {k}: cannot read ({_short(exc)}); truncated file?", path) from None
+            yield Frame(
+                index=k,
+                box=box,
+                positions=pos,
+                image=img,
+                step=None if steps is None else int(steps[k]),
+                time=None if times is None else float(times[k]),
+                position_kind="wrapped" if img_val is not None else "any-image",
+            )
+
+    return Trajectory(
+        path,
+        NAME,
+        n_frames=n_frames,
+        dimensions=dim,
+        species=species,
+        types=types,
+        particle_ids=ids,
+        frames=frames,
+        position_kind="wrapped" if img_val is not None else "any-image",
+        has_images=img_val is not None,
+        temperature=temperature,
+        temperature_source=source,
+        numeric_species_base=numeric_base,
+        close=f.close,
+        metadata={"particle_group": group},
+    )

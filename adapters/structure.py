@@ -1,0 +1,1133 @@
+"""Species-resolved structure functions (radial and angular), 2D and 3D, periodic boxes.
+
+For a particle ``i``, its neighbours ``j, k`` (minimum image, ``r_ij < cutoff``) and species
+``X, Y``::
+
+    radial   G_X(i; r)   = sum_{j in X, j != i} exp(-(r_ij - r)^2 / (2 L^2))
+    angular  Psi_XY(i; xi, lambda, zeta)
+               = sum_{{j, k}} exp(-(r_ij^2 + r_ik^2 + r_jk^2) / xi^2) * (1 + lambda cos theta_jik)^zeta
+
+The angular sum runs over **unordered** pairs ``{j, k}`` of distinct neighbours of ``i`` (both
+``!= i``) with one member in ``X`` and the other in ``Y``, each pair once (so for ``X == Y`` the
+ordered double sum divided by two; for ``X != Y`` each ``(j in X, k in Y)`` once).
+``r_jk = |r_ik - r_ij|`` is built from the two minimum-image bond vectors seen from ``i``.
+
+The neighbour cutoffs are derived from the grid and the truncation ``tolerance`` (see
+:attr:`StructureConfig.cutoff` and ``docs/structure-functions.md``); no term that the cutoff drops
+exceeds ``tolerance`` times the largest value one term of that function can take.
+
+Usage (freud style: compute, then read properties)::
+
+    sf = StructureFunctions(StructureConfig.kob_andersen())
+    X = sf.compute(box, points, types).features      # (n_query, 166) float32
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from diag.errors import DataError, UsageError
+
+__all__ = ["StructureConfig", "StructureFunctions", "WIDTH_CONVENTION", "ANGULAR_CONVENTION"]
+
+CONFIG_FORMAT = "glass-diag/structure-config"
+CONFIG_VERSION = 1
+
+WIDTH_CONVENTION = "exp(-(r_ij-r)^2/(2L^2))"
+ANGULAR_CONVENTION = "exp(-(r_ij^2+r_ik^2+r_jk^2)/xi^2)*(1+lambda*cos(theta_jik))^zeta"
+PAIR_COUNTING = (
+    "unordered pairs {j,k} of distinct neighbours of i (j != k, both != i), each pair once: "
+    "X == Y counts each unordered pair once (half the ordered double sum), "
+    "X != Y counts each (j in X, k in Y) once; r_jk = |r_ik - r_ij| from the minimum-image bond vectors"
+)
+RADIAL_CUTOFF_FORMULA = "max(radial_r) + L*sqrt(2*ln(1/tolerance))"
+ANGULAR_CUTOFF_FORMULA = "max(xi)*sqrt(ln(1/tolerance)/1.5)"
+TOLERANCE_MEANING = (
+    "no term dropped by the neighbour cutoff exceeds tolerance times the largest value one term of "
+    "that function can take (1 for radial, (1+|lambda|)^zeta for angular); angular bound uses "
+    "r_ij^2+r_ik^2+r_jk^2 >= 1.5*max(r_ij,r_ik)^2"
+)
+#: Grid points farther than this (in units of one term's maximum) from a bond are skipped by the
+#: uniform-grid radial fast path; far below float32 resolution, independent of ``tolerance``.
+_RADIAL_WINDOW_EPS = 1e-12
+
+
+# ----------------------------------------------------------------------------- default grid
+def _ka_radial() -> tuple[float, ...]:
+    return tuple(round(0.1 * k, 10) for k in range(1, 51))
+
+
+def _ka_angular() -> tuple[tuple[float, float, float], ...]:
+    # 1/xi^2 = k / (2 * 1.2^2), k = 2..6: xi = 1.200, 0.980, 0.849, 0.759, 0.693
+    xis = [1.2 * math.sqrt(2.0 / k) for k in range(2, 7)]
+    xis[0] = 1.2
+    out: list[tuple[float, float, float]] = []
+    for n, xi in enumerate(xis):
+        if n == 0:
+            out += [(xi, -1.0, 1.0), (xi, 1.0, 1.0), (xi, -1.0, 2.0), (xi, 1.0, 2.0)]
+            out += [(xi, 1.0, 4.0), (xi, 1.0, 16.0)]
+        else:
+            out += [(xi, 1.0, z) for z in (1.0, 2.0, 4.0, 16.0)]
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------- config
+def _fmt_unique(values: list[float], min_decimals: int = 2) -> list[str]:
+    """Format floats with the fewest decimals (>= min_decimals) that keep distinct values distinct."""
+    distinct = sorted(set(values))
+    for dec in range(min_decimals, 13):
+        labels = {v: f"{v:.{dec}f}" for v in distinct}
+        if len(set(labels.values())) == len(distinct):
+            return [labels[v] for v in values]
+    return [repr(v) for v in values]
+
+
+def _fmt_lambda(lam: float) -> str:
+    return f"{int(lam):+d}" if float(lam).is_integer() else f"{lam:+g}"
+
+
+def _fmt_zeta(z: float) -> str:
+    return f"{int(z):d}" if float(z).is_integer() else f"{z:g}"
+
+
+def _finite_float(x: Any, what: str) -> float:
+    if isinstance(x, bool):
+        raise UsageError(f"{what} must be a number, got {x!r}")
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} must be a number, got {x!r}") from None
+    if not math.isfinite(v):
+        raise UsageError(f"{what} must be finite, got {x!r}")
+    return v
+
+
+@dataclass
+class StructureConfig:
+    """The structure-function grid and its truncation; everything the numbers depend on.
+
+    Attributes
+    ----------
+    species : tuple of str
+        Names of type ids ``0 .. n-1``.
+    radial_r : tuple of float
+        Grid of ``r`` for the radial functions (one block per neighbour species).
+    radial_width : float
+        ``L`` in ``exp(-(r_ij - r)^2 / (2 L^2))`` (``L`` is the Gaussian's standard deviation).
+    angular : tuple of (xi, lambda, zeta)
+        Angular triplets, computed for every pair in ``angular_pairs``. ``xi > 0``,
+        ``-1 <= lambda <= 1``, ``zeta >= 1``.
+    angular_pairs : tuple of (str, str) or None
+        Species pairs ``(X, Y)`` of the angular functions; ``None`` means all unordered pairs in
+        species order (``AA, AB, BB``). ``(Y, X)`` is the same function as ``(X, Y)`` and is stored
+        in species order.
+    tolerance : float
+        Truncation tolerance, ``0 < tolerance < 1``, from which the neighbour cutoffs are derived.
+    """
+
+    species: tuple[str, ...] = ("A", "B")
+    radial_r: tuple[float, ...] = field(default_factory=_ka_radial)
+    radial_width: float = 0.1
+    angular: tuple[tuple[float, float, float], ...] = field(default_factory=_ka_angular)
+    angular_pairs: tuple[tuple[str, str], ...] | None = None
+    tolerance: float = 1e-3
+
+    def __post_init__(self):
+        self._validate()
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        sp = self.species
+        if isinstance(sp, str) or not isinstance(sp, (tuple, list)):
+            raise UsageError("species must be a list of names, e.g. ['A', 'B']")
+        sp = tuple(sp)
+        if not sp:
+            raise UsageError("species must name at least one species")
+        for s in sp:
+            if not isinstance(s, str) or not s or any(c in s for c in "(),=_ "):
+                raise UsageError(f"species name {s!r} must be a non-empty string without ( ) , = _ or spaces")
+        if len(set(sp)) != len(sp):
+            raise UsageError(f"species names must be distinct, got {list(sp)}")
+        self.species = sp
+
+        rr = self.radial_r
+        if isinstance(rr, (str, bytes)) or not hasattr(rr, "__iter__"):
+            raise UsageError("radial_r must be a list of numbers")
+        rr = tuple(_finite_float(r, "radial_r entry") for r in rr)
+        if any(r < 0 for r in rr):
+            raise UsageError("radial_r entries must be >= 0")
+        if len(set(rr)) != len(rr):
+            raise UsageError("radial_r entries must be distinct")
+        self.radial_r = rr
+        self.radial_width = _finite_float(self.radial_width, "radial_width")
+        if self.radial_width <= 0:
+            raise UsageError(f"radial_width must be > 0, got {self.radial_width}")
+
+        ang = self.angular
+        if isinstance(ang, (str, bytes)) or not hasattr(ang, "__iter__"):
+            raise UsageError("angular must be a list of [xi, lambda, zeta] triplets")
+        trip = []
+        for t in ang:
+            if isinstance(t, (str, bytes)) or not hasattr(t, "__len__") or len(t) != 3:
+                raise UsageError(f"angular entry {t!r} must be a [xi, lambda, zeta] triplet")
+            xi = _finite_float(t[0], "angular xi")
+            lam = _finite_float(t[1], "angular lambda")
+            zeta = _finite_float(t[2], "angular zeta")
+            if xi <= 0:
+                raise UsageError(f"angular xi must be > 0, got {xi}")
+            if not -1.0 <= lam <= 1.0:
+                raise UsageError(f"angular lambda must be in [-1, 1], got {lam}")
+            if zeta < 1.0:
+                raise UsageError(f"angular zeta must be >= 1, got {zeta}")
+            trip.append((xi, lam, zeta))
+        if len(set(trip)) != len(trip):
+            raise UsageError("angular triplets must be distinct")
+        self.angular = tuple(trip)
+
+        pairs = self.angular_pairs
+        if pairs is not None:
+            if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__"):
+                raise UsageError("angular_pairs must be a list of [X, Y] species pairs or null")
+            norm = []
+            for p in pairs:
+                if isinstance(p, (str, bytes)) or not hasattr(p, "__len__") or len(p) != 2:
+                    raise UsageError(f"angular_pairs entry {p!r} must be a pair of species names")
+                a, b = p
+                if a not in sp or b not in sp:
+                    raise UsageError(f"angular_pairs entry {list(p)} names a species not in {list(sp)}")
+                ia, ib = sorted((sp.index(a), sp.index(b)))
+                norm.append((sp[ia], sp[ib]))
+            if len(set(norm)) != len(norm):
+                raise UsageError("angular_pairs contains the same unordered pair twice")
+            self.angular_pairs = tuple(norm)
+
+        tol = _finite_float(self.tolerance, "tolerance")
+        if not 0.0 < tol < 1.0:
+            raise UsageError(f"tolerance must be in (0, 1), got {tol}")
+        self.tolerance = tol
+        if self.n_features == 0:
+            raise UsageError("the configuration defines no feature (empty radial_r and angular)")
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def kob_andersen(cls) -> "StructureConfig":
+        """Default grid for the binary Kob-Andersen mixture (166 features).
+
+        Radial: ``r = 0.1 .. 5.0`` step 0.1 for neighbour species A and B (100), ``L = 0.1``.
+        Angular: 22 triplets for each of AA, AB, BB (66), see ``docs/structure-functions.md``.
+        """
+        return cls()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StructureConfig":
+        """Build from a JSON-style dict (the :meth:`to_dict` format); raises ``UsageError``."""
+        if not isinstance(d, dict):
+            raise UsageError("structure config must be a JSON object")
+        d = dict(d)
+        fmt = d.pop("format", CONFIG_FORMAT)
+        if fmt != CONFIG_FORMAT:
+            raise UsageError(f"structure config format is {fmt!r}, expected {CONFIG_FORMAT!r}")
+        ver = d.pop("version", CONFIG_VERSION)
+        if ver != CONFIG_VERSION:
+            raise UsageError(f"structure config version {ver!r} is not supported (expected {CONFIG_VERSION})")
+        known = {"species", "radial_r", "radial_width", "angular", "angular_pairs", "tolerance"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UsageError(f"unknown structure config key(s): {', '.join(map(str, unknown))}")
+        kw: dict[str, Any] = {}
+        if "species" in d:
+            kw["species"] = d["species"]
+        if "radial_r" in d:
+            kw["radial_r"] = _radial_grid_from_json(d["radial_r"])
+        for key in ("radial_width", "angular", "angular_pairs", "tolerance"):
+            if key in d:
+                kw[key] = d[key]
+        return cls(**kw)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict that :meth:`from_dict` turns back into an equal config."""
+        return {
+            "format": CONFIG_FORMAT,
+            "version": CONFIG_VERSION,
+            "species": list(self.species),
+            "radial_r": [float(r) for r in self.radial_r],
+            "radial_width": float(self.radial_width),
+            "angular": [[float(a), float(b), float(c)] for a, b, c in self.angular],
+            "angular_pairs": None if self.angular_pairs is None else [list(p) for p in self.angular_pairs],
+            "tolerance": float(self.tolerance),
+        }
+
+    # ------------------------------------------------------------------ derived quantities
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """The species pairs of the angular functions (``angular_pairs`` resolved)."""
+        if self.angular_pairs is not None:
+            return tuple(self.angular_pairs)
+        sp = self.species
+        return tuple((sp[a], sp[b]) for a in range(len(sp)) for b in range(a, len(sp)))
+
+    @property
+    def radial_cutoff(self) -> float:
+        """``max(radial_r) + L sqrt(2 ln(1/tolerance))``; 0 without radial functions."""
+        if not self.radial_r:
+            return 0.0
+        return max(self.radial_r) + self.radial_width * math.sqrt(2.0 * math.log(1.0 / self.tolerance))
+
+    @property
+    def angular_cutoff(self) -> float:
+        """``max(xi) sqrt(ln(1/tolerance) / 1.5)``; 0 without angular functions."""
+        if not self.angular or not self.pairs:
+            return 0.0
+        return max(t[0] for t in self.angular) * math.sqrt(math.log(1.0 / self.tolerance) / 1.5)
+
+    @property
+    def cutoff(self) -> float:
+        """Derived neighbour cutoff: the larger of :attr:`radial_cutoff` and :attr:`angular_cutoff`."""
+        return max(self.radial_cutoff, self.angular_cutoff)
+
+    @property
+    def n_radial(self) -> int:
+        return len(self.species) * len(self.radial_r)
+
+    @property
+    def n_angular(self) -> int:
+        return len(self.pairs) * len(self.angular)
+
+    @property
+    def n_features(self) -> int:
+        return self.n_radial + self.n_angular
+
+    def feature_names(self) -> list[str]:
+        """``G_A(r=1.00)`` ..., then ``Psi_AB(xi=1.20,l=+1,z=4)`` ... (radial first)."""
+        rl = _fmt_unique(list(self.radial_r))
+        xl = _fmt_unique([t[0] for t in self.angular])
+        names = [f"G_{s}(r={lab})" for s in self.species for lab in rl]
+        for x, y in self.pairs:
+            for (xi, lam, z), xlab in zip(self.angular, xl):
+                names.append(f"Psi_{x}{y}(xi={xlab},l={_fmt_lambda(lam)},z={_fmt_zeta(z)})")
+        return names
+
+    def feature_families(self) -> list[str]:
+        return ["radial"] * self.n_radial + ["angular"] * self.n_angular
+
+    def feature_params(self) -> list[dict]:
+        rc_r, rc_a = self.radial_cutoff, self.angular_cutoff
+        out: list[dict] = []
+        for s in self.species:
+            for r in self.radial_r:
+                out.append({"r": float(r), "species": s, "width": float(self.radial_width),
+                            "width_convention": WIDTH_CONVENTION, "cutoff": rc_r})
+        for x, y in self.pairs:
+            for xi, lam, z in self.angular:
+                out.append({"xi": float(xi), "lambda": float(lam), "zeta": float(z), "species": [x, y],
+                            "convention": ANGULAR_CONVENTION, "pair_counting": "unordered",
+                            "cutoff": rc_a})
+        return out
+
+    def conventions(self) -> dict:
+        """Everything the numbers depend on (store it with the features)."""
+        return {
+            "structure_functions": "glass-diag species-resolved radial + angular, v1",
+            "config": self.to_dict(),
+            "species_order": "type id t is species[t]",
+            "radial_definition": "G_X(i;r) = sum_{j in X, j != i, r_ij < cutoff} " + WIDTH_CONVENTION,
+            "width_convention": WIDTH_CONVENTION,
+            "radial_width": float(self.radial_width),
+            "angular_definition": "Psi_XY(i;xi,lambda,zeta) = sum over pairs " + ANGULAR_CONVENTION,
+            "pair_counting": PAIR_COUNTING,
+            "tolerance": float(self.tolerance),
+            "tolerance_meaning": TOLERANCE_MEANING,
+            "radial_cutoff": self.radial_cutoff,
+            "radial_cutoff_formula": RADIAL_CUTOFF_FORMULA,
+            "angular_cutoff": self.angular_cutoff,
+            "angular_cutoff_formula": ANGULAR_CUTOFF_FORMULA,
+            "cutoff": self.cutoff,
+            "neighbour_condition": "0 < r_ij < cutoff of the family (strict), minimum image",
+            "boundary": "periodic orthorhombic box, minimum image; cutoff must be < half the smallest box length",
+            "feature_order": "G_X for X in species (each over radial_r), then Psi_XY for (X,Y) in pairs (each over angular)",
+            "dtype": "float32 (computed in float64)",
+            "units": "lengths in the units of the positions",
+        }
+
+
+def _radial_grid_from_json(v: Any) -> Any:
+    """``radial_r`` as a list, or ``{"start", "stop", "step"}`` (stop included)."""
+    if isinstance(v, dict):
+        if set(v) != {"start", "stop", "step"}:
+            raise UsageError("radial_r as an object needs exactly the keys start, stop, step")
+        a = _finite_float(v["start"], "radial_r start")
+        b = _finite_float(v["stop"], "radial_r stop")
+        h = _finite_float(v["step"], "radial_r step")
+        if h <= 0 or b < a:
+            raise UsageError("radial_r needs step > 0 and stop >= start")
+        n = int(math.floor((b - a) / h + 1e-9)) + 1
+        if n > 100000:
+            raise UsageError(f"radial_r would have {n} points")
+        return [round(a + k * h, 12) for k in range(n)]
+    return v
+
+
+# ----------------------------------------------------------------------------- inputs
+def _as_box(box):
+    """freud Box (orthorhombic, periodic) from a Box or (Lx, Ly[, Lz]); returns (box, lengths)."""
+    import freud
+
+    if isinstance(box, freud.box.Box):
+        b = box
+        if b.is2D:
+            lengths = np.array([b.Lx, b.Ly], dtype=np.float64)
+        else:
+            lengths = np.array([b.Lx, b.Ly, b.Lz], dtype=np.float64)
+        if not np.all(np.isfinite(lengths)) or np.any(lengths <= 0):
+            raise DataError(f"box lengths must be positive and finite, got {lengths.tolist()}")
+        if abs(b.xy) > 0 or abs(b.xz) > 0 or abs(b.yz) > 0:
+            raise UsageError("only orthorhombic boxes are supported (the box has tilt factors)")
+        if not all(bool(p) for p in b.periodic[: len(lengths)]):
+            raise UsageError("only fully periodic boxes are supported")
+        return b, lengths
+    try:
+        arr = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise UsageError("box must be a freud.box.Box or (Lx, Ly[, Lz])") from None
+    if arr.size not in (2, 3):
+        raise UsageError(f"box must be a freud.box.Box or (Lx, Ly[, Lz]), got {arr.size} numbers")
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"box lengths must be finite, got {arr.tolist()}")
+    if arr.size == 3 and arr[2] == 0:
+        arr = arr[:2]
+    if np.any(arr <= 0):
+        raise DataError(f"box lengths must be positive, got {arr.tolist()}")
+    if arr.size == 2:
+        return freud.box.Box(arr[0], arr[1], 0.0, is2D=True), arr
+    return freud.box.Box(arr[0], arr[1], arr[2]), arr
+
+
+# ----------------------------------------------------------------------------- plans
+class _RadialPlan:
+    """Precomputed grid data for the radial functions."""
+
+    def __init__(self, cfg: StructureConfig):
+        self.r = np.asarray(cfg.radial_r, dtype=np.float64)
+        self.L = float(cfg.radial_width)
+        self.rc = cfg.radial_cutoff
+        self.n = self.r.size
+        self.uniform = False
+        if self.n >= 2:
+            order = np.argsort(self.r)
+            rs = self.r[order]
+            h = (rs[-1] - rs[0]) / (self.n - 1)
+            if h > 0 and np.max(np.abs(rs - (rs[0] + h * np.arange(self.n)))) <= 1e-9 * h:
+                # window half-width W: grid points beyond W steps from the nearest one are < eps
+                W = int(math.ceil(self.L * math.sqrt(2.0 * math.log(1.0 / _RADIAL_WINDOW_EPS)) / h - 0.5))
+                W = max(W, 1)
+                if 2 * W + 1 < self.n:
+                    self.uniform = True
+                    self.order = order  # sorted position -> original column
+                    self.r0, self.h, self.W = float(rs[0]), float(h), W
+                    w = np.arange(-W, W + 1, dtype=np.float64)
+                    self.cw = np.exp(-((w * h) ** 2) / (2.0 * self.L**2))
+                    self.m_lo = int(math.floor(-self.r0 / h)) - 1
+                    self.m_hi = int(math.ceil((self.rc - self.r0) / h)) + 1
+                    self.n_ext = (self.m_hi - self.m_lo + 1) + 2 * W
+
+
+class _AngularPlan:
+    """Distinct xi (Gaussian factors) and (lambda, zeta) (angular factors) of the triplets.
+
+    Gaussian factors: with a base b such that every 1/xi^2 = k b for a small integer k, one
+    exponential exp(-b S) per pair gives all of them by repeated multiplication; otherwise one
+    exponential per distinct xi. Angular factors: integer zeta by repeated multiplication.
+    """
+
+    def __init__(self, cfg: StructureConfig):
+        trip = cfg.angular
+        self.rc = cfg.angular_cutoff
+        self.n = len(trip)
+        xis = sorted({t[0] for t in trip}, reverse=True)
+        inv = np.array([1.0 / x**2 for x in xis])
+        self.n_e = len(xis)
+        self.scale = float(inv.min()) if inv.size else 1.0  # D, a are scaled by 2 * scale
+        self.e_powers = None
+        if inv.size:
+            for g in (1, 2, 3, 4, 6, 8, 12):
+                bb = inv.min() / g
+                k = inv / bb
+                kr = np.rint(k)
+                if np.all(np.abs(k - kr) <= 1e-12 * kr) and kr.max() <= 64:
+                    self.scale = float(bb)
+                    self.e_powers = [int(v) for v in kr]
+                    break
+        self.e_ratio = inv / self.scale  # exponent multipliers when e_powers is None
+        self.e_chain = _power_chain(self.e_powers) if self.e_powers else []
+        qs = sorted({(t[1], t[2]) for t in trip})
+        self.n_q = len(qs)
+        self.q_groups = []  # (lambda, [(slot, zeta)], chain or None)
+        by_lam: dict[float, list[tuple[int, float]]] = {}
+        for n, (lam, z) in enumerate(qs):
+            by_lam.setdefault(lam, []).append((n, z))
+        for lam, items in by_lam.items():
+            ints = all(float(z).is_integer() for _, z in items)
+            chain = _power_chain([int(z) for _, z in items]) if ints else None
+            self.q_groups.append((lam, items, chain))
+        xi_index = {x: n for n, x in enumerate(xis)}
+        q_index = {q: n for n, q in enumerate(qs)}
+        self.e_of = np.array([xi_index[t[0]] for t in trip], dtype=np.intp)
+        self.q_of = np.array([q_index[(t[1], t[2])] for t in trip], dtype=np.intp)
+
+
+def _power_chain(needed: list[int]) -> list[tuple[int, int, int]]:
+    """Steps (k, a, b) meaning p^k = p^a * p^b, in order, that produce every exponent in needed."""
+    have = {1}
+    steps: list[tuple[int, int, int]] = []
+    for k in sorted(set(needed)):
+        if k in have:
+            continue
+        pair = next(((x, k - x) for x in sorted(have, reverse=True) if (k - x) in have), None)
+        if pair is not None:
+            steps.append((k, pair[0], pair[1]))
+            have.add(k)
+            continue
+        p = 1
+        while p * 2 <= k:
+            if p * 2 not in have:
+                steps.append((p * 2, p, p))
+                have.add(p * 2)
+            p *= 2
+        cur, rem = p, k - p
+        while rem:
+            bit = 1 << (rem.bit_length() - 1)
+            if cur + bit not in have:
+                steps.append((cur + bit, cur, bit))
+                have.add(cur + bit)
+            cur += bit
+            rem -= bit
+    return steps
+
+
+class _Workspace(threading.local):
+    """Per-thread reusable float64 buffers (avoids page-faulting fresh large arrays per block)."""
+
+    def __init__(self):
+        self.buf: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        n = math.prod(shape)
+        a = self.buf.get(name)
+        if a is None or a.size < n:
+            a = np.empty(max(n, 1))
+            self.buf[name] = a
+        return a[:n].reshape(shape)
+
+
+# ----------------------------------------------------------------------------- compute
+_ENGINES = ("cells", "freud")
+
+
+class StructureFunctions:
+    """Compute species-resolved radial and angular structure functions.
+
+    Parameters
+    ----------
+    config : StructureConfig, optional
+        Defaults to :meth:`StructureConfig.kob_andersen`.
+    chunk_size : int
+        Most query particles processed at once; bounds the memory (work arrays are at most
+        ``chunk_size x candidates`` for the neighbour search and are sub-chunked to ~48 MB for
+        the angular pair sums).
+    n_threads : int, optional (keyword)
+        Worker threads over chunks (numpy releases the GIL in its kernels). Default: the
+        ``GLASS_DIAG_THREADS`` environment variable, else 1.
+    neighbours : {"cells", "freud"}, optional (keyword)
+        Neighbour search. ``"cells"`` (default): numpy cell-list tiles screened in float32, then
+        every kept bond recomputed in float64. ``"freud"``: ``freud.locality.AABBQuery`` per
+        species, bonds recomputed in float64. Both give the same bonds (``0 < r_ij < cutoff`` by
+        the float64 minimum image); ``"cells"`` is several times faster at these cutoffs.
+    """
+
+    _ANG_BYTES = 48 * 2**20
+
+    def __init__(self, config: StructureConfig | None = None, chunk_size: int = 512, *,
+                 n_threads: int | None = None, neighbours: str = "cells"):
+        if config is None:
+            config = StructureConfig.kob_andersen()
+        if not isinstance(config, StructureConfig):
+            raise UsageError("config must be a StructureConfig")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+            raise UsageError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        if n_threads is None:
+            env = os.environ.get("GLASS_DIAG_THREADS", "1")
+            try:
+                n_threads = int(env)
+            except ValueError:
+                raise UsageError(f"GLASS_DIAG_THREADS must be an integer, got {env!r}") from None
+        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
+            raise UsageError(f"n_threads must be a positive integer, got {n_threads!r}")
+        if neighbours not in _ENGINES:
+            raise UsageError(f"neighbours must be one of {', '.join(_ENGINES)}, got {neighbours!r}")
+        self.config = config
+        self.chunk_size = int(chunk_size)
+        self.n_threads = int(n_threads)
+        self.neighbours = neighbours
+        self._features: np.ndarray | None = None
+        self._query_indices: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def features(self) -> np.ndarray:
+        """``(n_query, n_features)`` float32, columns in :meth:`StructureConfig.feature_names` order."""
+        if self._features is None:
+            raise UsageError("no features yet: call compute() first")
+        return self._features
+
+    @property
+    def query_indices(self) -> np.ndarray:
+        """Indices (into ``points``) of the particles described by the rows of :attr:`features`."""
+        if self._query_indices is None:
+            raise UsageError("no features yet: call compute() first")
+        return self._query_indices
+
+    # ------------------------------------------------------------------ compute
+    def compute(self, box, points, types, query_indices=None) -> "StructureFunctions":
+        """Compute the features of ``query_indices`` (default: every particle, in order).
+
+        Parameters
+        ----------
+        box : freud.box.Box or (Lx, Ly) or (Lx, Ly, Lz)
+            Periodic orthorhombic box; ``Lz = 0`` or two lengths means 2D.
+        points : (N, 3) array
+            Positions (``z = 0`` in 2D; ``(N, 2)`` is accepted in 2D). Wrapped into the box.
+        types : (N,) int array
+            Type ids in ``[0, len(config.species))``.
+        query_indices : int array, optional
+            Particles to describe; default all, in order.
+
+        Returns
+        -------
+        self
+        """
+        cfg = self.config
+        cfg._validate()
+        fbox, lengths = _as_box(box)
+        dim = lengths.size
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] not in (2, 3) or (pts.shape[1] == 2 and dim == 3):
+            raise DataError(f"points must have shape (N, 3) (or (N, 2) in 2D), got {pts.shape}")
+        if pts.shape[1] == 2:
+            pts = np.column_stack([pts, np.zeros(len(pts))])
+        n = pts.shape[0]
+        if n == 0:
+            raise DataError("no points")
+        if not np.all(np.isfinite(pts)):
+            bad = int(np.flatnonzero(~np.all(np.isfinite(pts), axis=1))[0])
+            raise DataError(f"non-finite position (particle {bad})")
+        if dim == 2 and np.any(pts[:, 2] != 0):
+            raise DataError("2D box but some points have z != 0")
+        typ = np.asarray(types)
+        if typ.shape != (n,):
+            raise DataError(f"types must have shape ({n},), got {typ.shape}")
+        if typ.dtype.kind not in "iu":
+            if typ.dtype.kind == "f" and np.all(np.isfinite(typ)) and np.all(typ == np.rint(typ)):
+                typ = typ.astype(np.int64)
+            else:
+                raise DataError(f"types must be integers, got dtype {typ.dtype}")
+        typ = typ.astype(np.int64, copy=False)
+        ns = len(cfg.species)
+        if typ.min() < 0 or typ.max() >= ns:
+            bad = typ[(typ < 0) | (typ >= ns)][0]
+            raise DataError(f"type id {int(bad)} outside [0, {ns}) for species {list(cfg.species)}")
+        if query_indices is None:
+            q = np.arange(n, dtype=np.int64)
+        else:
+            q = np.asarray(query_indices)
+            if q.ndim != 1 or (q.size and q.dtype.kind not in "iu"):
+                raise UsageError("query_indices must be a 1D integer array")
+            q = q.astype(np.int64, copy=False)
+            if q.size and (q.min() < 0 or q.max() >= n):
+                raise UsageError(f"query_indices must lie in [0, {n})")
+        rc = cfg.cutoff
+        half = 0.5 * float(lengths.min())
+        if rc >= half:
+            raise UsageError(
+                f"neighbour cutoff {rc:.4g} (derived from the grid and tolerance {cfg.tolerance:g}) is not "
+                f"below half the smallest box length ({half:.4g}); the minimum image would break"
+            )
+        # wrap into [-L/2, L/2)
+        pts = pts.copy()
+        pts[:, :dim] -= lengths * np.floor(pts[:, :dim] / lengths + 0.5)
+
+        ctx = _Context(cfg, fbox, lengths, pts, typ, self.neighbours)
+        out = np.empty((q.size, cfg.n_features), dtype=np.float32)
+        groups = ctx.groups(q, self.chunk_size)  # list of positions into q
+
+        def run(pos):
+            return pos, ctx.chunk(q[pos])
+
+        if self.n_threads > 1 and len(groups) > 1:
+            with ThreadPoolExecutor(max_workers=self.n_threads) as ex:
+                for pos, res in ex.map(run, groups):
+                    out[pos] = res
+        else:
+            for g in groups:
+                pos, res = run(g)
+                out[pos] = res
+        self._features = out
+        self._query_indices = q
+        return self
+
+
+class _Context:
+    """One frame's data for chunked computation (shared read-only by worker threads)."""
+
+    def __init__(self, cfg, fbox, lengths, pts, typ, engine):
+        self.cfg = cfg
+        self.dim = dim = lengths.size
+        self.L = lengths
+        self.pts = pts
+        self.typ = typ
+        self.ns = len(cfg.species)
+        self.rad = _RadialPlan(cfg) if cfg.n_radial else None
+        self.ang = _AngularPlan(cfg) if cfg.n_angular else None
+        self.rc_r = self.rad.rc if self.rad else 0.0
+        self.rc_a = self.ang.rc if self.ang else 0.0
+        self.rq = max(self.rc_r, self.rc_a)
+        self.engine = engine
+        self.sp_idx = [np.flatnonzero(typ == s) for s in range(self.ns)]
+        self.pair_slots = []  # (X, Y, column offset)
+        if self.ang:
+            for n, (x, y) in enumerate(cfg.pairs):
+                self.pair_slots.append((cfg.species.index(x), cfg.species.index(y),
+                                        cfg.n_radial + n * self.ang.n))
+        # Cell list. Along each axis, cells are at least rq/k wide with n_cells >= 2k+1, so every
+        # neighbour of a particle lies within k cells, each candidate cell is visited once, and its
+        # periodic image is fixed by the offset (no minimum-image arithmetic in the screening).
+        # Axes where no k <= 8 works (box barely above 2 rq) fall back to one cell + minimum image.
+        nc, kk, mi = [], [], []
+        for a in range(dim):
+            for k in range(1, 9):
+                n_a = int(math.floor(lengths[a] * k / self.rq * (1.0 - 1e-12)))
+                if n_a >= 2 * k + 1:
+                    nc.append(n_a), kk.append(k), mi.append(False)
+                    break
+            else:
+                nc.append(1), kk.append(0), mi.append(True)
+        self.nc = np.array(nc, dtype=np.int64)
+        self.minimg = np.array(mi, dtype=bool)
+        self.width = lengths / self.nc
+        frac = (pts[:, :dim] + 0.5 * lengths) / lengths
+        cidx = np.clip(np.floor(frac * self.nc).astype(np.int64), 0, self.nc - 1)
+        self.cell = np.ravel_multi_index(tuple(cidx.T), tuple(self.nc)) if dim else np.zeros(len(pts), int)
+        self.cell_coord = cidx
+        ncell = int(np.prod(self.nc))
+        self.by_cell = []  # per species: (particle indices sorted by cell, start per cell)
+        for s in range(self.ns):
+            ix = self.sp_idx[s]
+            o = ix[np.argsort(self.cell[ix], kind="stable")]
+            st = np.searchsorted(self.cell[o], np.arange(ncell + 1))
+            self.by_cell.append((o, st))
+        offs = [np.arange(-k, k + 1) for k in kk]
+        st_ = np.array(np.meshgrid(*offs, indexing="ij")).reshape(dim, -1).T
+        gap = np.maximum(np.abs(st_) - 1, 0) * self.width
+        self.stencil = st_[np.sum(gap * gap, axis=1) < self.rq * self.rq]
+        if engine == "freud":
+            import freud
+
+            p32 = pts.astype(np.float32)
+            self.aabb = [freud.locality.AABBQuery(fbox, p32[ix]) if ix.size else None for ix in self.sp_idx]
+
+    # -------------------------------------------------------------- grouping
+    def groups(self, q: np.ndarray, chunk: int) -> list[np.ndarray]:
+        """Positions into q, grouped by cell (cells engine) and split to at most ``chunk``."""
+        if q.size == 0:
+            return []
+        if self.engine == "freud":
+            return [np.arange(s, min(q.size, s + chunk)) for s in range(0, q.size, chunk)]
+        order = np.argsort(self.cell[q], kind="stable")
+        cq = self.cell[q][order]
+        brk = np.flatnonzero(cq[1:] != cq[:-1]) + 1
+        out: list[np.ndarray] = []
+        cur: list[np.ndarray] = []
+        n_cur = 0
+        for part in np.split(order, brk):  # consecutive cells packed into tiles of <= chunk
+            for s in range(0, part.size, chunk):
+                piece = part[s: s + chunk]
+                if n_cur and n_cur + piece.size > chunk:
+                    out.append(np.concatenate(cur))
+                    cur, n_cur = [], 0
+                cur.append(piece)
+                n_cur += piece.size
+        if cur:
+            out.append(np.concatenate(cur))
+        return out
+
+    # -------------------------------------------------------------- neighbours
+    _SCREEN_ENTRIES = 262_144  # query x candidate pairs screened per numpy pass
+
+    def _candidates(self, cell_coord: np.ndarray, s: int):
+        """Particles of species s in the stencil of a cell and the periodic shift of each."""
+        o, st = self.by_cell[s]
+        u = cell_coord[None, :] + self.stencil
+        cw = u % self.nc
+        shift = (u - cw) // self.nc * self.L  # image of the candidate cell seen from this cell
+        cells = np.ravel_multi_index(tuple(cw.T), tuple(self.nc))
+        a, b = st[cells], st[cells + 1]
+        cnt = b - a
+        tot = int(cnt.sum())
+        if tot == 0:
+            return np.empty(0, dtype=np.int64), np.empty((0, self.dim))
+        first = np.repeat(a - (np.cumsum(cnt) - cnt), cnt)
+        idx = o[first + np.arange(tot)]
+        return idx, np.repeat(shift, cnt, axis=0)
+
+    def _bonds(self, qidx: np.ndarray, s: int):
+        """Bonds from the query particles to particles of species s with 0 < r < rq.
+
+        Returns (qi, vec, d2): position of the query in qidx (ascending), float64
+        minimum-image vectors r_j - r_i as a (dim, n_bonds) array, and their squared lengths.
+        """
+        ix = self.sp_idx[s]
+        dim = self.dim
+        rq2 = self.rq * self.rq
+        empty = (np.empty(0, dtype=np.intp), np.empty((dim, 0)), np.empty(0))
+        if ix.size == 0 or qidx.size == 0:
+            return empty
+        if self.engine == "freud":
+            qp32 = self.pts[qidx].astype(np.float32)
+            nl = self.aabb[s].query(qp32, {"r_max": self.rq * (1.0 + 1e-4) + 1e-5}).toNeighborList()
+            qi = np.asarray(nl.query_point_indices, dtype=np.intp)
+            pj = ix[np.asarray(nl.point_indices, dtype=np.intp)]
+            vec = (self.pts[pj, :dim] - self.pts[qidx[qi], :dim]).T.copy()
+            for a in range(dim):
+                vec[a] -= self.L[a] * np.rint(vec[a] / self.L[a])
+            d2 = np.einsum("ij,ij->j", vec, vec)
+            keep = (d2 < rq2) & (pj != qidx[qi])
+            qi, vec, d2, pj = qi[keep], vec[:, keep], d2[keep], pj[keep]
+            if d2.size and d2.min() == 0.0:
+                k = int(np.argmin(d2))
+                raise DataError(f"particles {int(qidx[qi[k]])} and {int(pj[k])} are at the same position")
+            return qi, vec, d2
+        cc = self.cell_coord[qidx[0]]
+        cand, shift = self._candidates(cc, s)
+        if cand.size == 0:
+            return empty
+        nC = cand.size
+        # coordinates relative to the cell centre (small numbers), candidates in their image
+        centre = (cc + 0.5) * self.width - 0.5 * self.L
+        P64 = (self.pts[cand, :dim] + shift - centre).T.copy()  # (dim, nC)
+        Q64 = (self.pts[qidx, :dim] - centre).T.copy()  # (dim, B)
+        mi = self.minimg
+        for a in np.flatnonzero(mi):  # axes with a single cell: minimum image around the centre
+            P64[a] -= self.L[a] * np.rint(P64[a] / self.L[a])
+        P = P64.astype(np.float32)
+        Q = np.ascontiguousarray(Q64.T.astype(np.float32))
+        pp = np.einsum("ij,ij->j", P, P)
+        qq = np.einsum("ij,ij->i", Q, Q)
+        # screen in float32 with |p - q|^2 = |p|^2 + |q|^2 - 2 p.q; the margin is far above its
+        # rounding error, and every kept bond is recomputed exactly in float64 below
+        lim = np.float32(rq2 + 1e-5 * (rq2 + float(pp.max()) + float(qq.max())) + 1e-6)
+        if mi.any():
+            lim = np.float32(max(float(lim), rq2 * (1 + 1e-4) + 1e-4 * float(np.sum(self.L[mi] ** 2))))
+        step = max(1, self._SCREEN_ENTRIES // nC)
+        hits = []
+        for a0 in range(0, qidx.size, step):
+            Qb = Q[a0: a0 + step]
+            if mi.any():
+                G = None
+                for a in range(dim):
+                    dx = np.subtract(P[a][None, :], Qb[:, a, None])
+                    if mi[a]:
+                        t = np.multiply(dx, np.float32(1.0 / self.L[a]))
+                        np.rint(t, out=t)
+                        t *= np.float32(self.L[a])
+                        dx -= t
+                    dx *= dx
+                    G = dx if G is None else np.add(G, dx, out=G)
+            else:
+                G = np.matmul(Qb, P)
+                G *= np.float32(-2.0)
+                G += qq[a0: a0 + step, None]
+                G += pp[None, :]
+            f = np.flatnonzero(G < lim)
+            if a0:
+                f += a0 * nC
+            hits.append(f)
+        flat = np.concatenate(hits) if len(hits) > 1 else hits[0]
+        # flat is sorted: row (query) boundaries by searchsorted instead of a division per bond
+        bounds = np.searchsorted(flat, np.arange(1, qidx.size + 1) * nC)
+        qi = np.repeat(np.arange(qidx.size), np.diff(bounds, prepend=0))
+        cj = flat - qi * nC
+        vec = np.empty((dim, flat.size))
+        for a in range(dim):
+            np.subtract(P64[a].take(cj), Q64[a].take(qi), out=vec[a])
+            if mi[a]:
+                vec[a] -= self.L[a] * np.rint(vec[a] / self.L[a])
+        d2 = np.einsum("ij,ij->j", vec, vec)
+        # each query meets itself once at distance exactly 0 (left in, dropped by the callers'
+        # 0 < r masks); more zeros are coincident particles
+        nzero = int(np.count_nonzero(d2 == 0.0))
+        if nzero > int(np.count_nonzero(self.typ[qidx] == s)):
+            z = np.flatnonzero(d2 == 0.0)
+            pairs = [(int(qidx[qi[k]]), int(cand[cj[k]])) for k in z]
+            other = next(((i, j) for i, j in pairs if i != j), pairs[0])
+            raise DataError(f"particles {other[0]} and {other[1]} are at the same position")
+        return qi, vec, d2
+
+    # -------------------------------------------------------------- chunk
+    def chunk(self, qidx: np.ndarray) -> np.ndarray:
+        """Features (float64) of the query particles qidx (one tile of consecutive cells)."""
+        cfg = self.cfg
+        B = qidx.size
+        out = np.zeros((B, cfg.n_features), dtype=np.float64)
+        if self.engine == "freud":
+            runs = [(0, B)]
+        else:
+            c = self.cell[qidx]
+            brk = np.flatnonzero(c[1:] != c[:-1]) + 1
+            edges = np.concatenate(([0], brk, [B]))
+            runs = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+        rc_r2, rc_a2 = self.rc_r**2, self.rc_a**2
+        ang_bonds = []
+        for s in range(self.ns):
+            parts = []
+            for a, b in runs:
+                qi, vec, d2 = self._bonds(qidx[a:b], s)  # may include r = 0 (self) and r >= cutoff
+                if self.rad is not None and qi.size:
+                    self._radial(out[a:b], b - a, s, qi, d2, rc_r2)
+                if self.ang is not None and qi.size:
+                    m = (d2 < rc_a2) & (d2 > 0.0)
+                    parts.append(((qi[m] + a) if a else qi[m], vec[:, m], d2[m]))
+            if self.ang is not None:
+                if len(parts) == 1:
+                    qi, vec, d2 = parts[0]
+                elif parts:
+                    qi = np.concatenate([p[0] for p in parts])
+                    vec = np.concatenate([p[1] for p in parts], axis=1)
+                    d2 = np.concatenate([p[2] for p in parts])
+                else:
+                    qi, vec, d2 = np.empty(0, dtype=np.intp), np.empty((self.dim, 0)), np.empty(0)
+                ang_bonds.append((qi, vec, d2, np.sqrt(d2)))
+        if self.ang is not None:
+            self._angular(out, B, ang_bonds)
+        return out
+
+    # -------------------------------------------------------------- radial
+    _RADIAL_BONDS = 32_768  # bonds per radial pass
+
+    def _radial(self, out, B, s, qi, d2, rc2):
+        """Add G_s to out (rows = queries) from bonds (qi sorted, squared lengths d2); only
+        bonds with 0 < d2 < rc2 count."""
+        rp = self.rad
+        col0 = s * rp.n
+        ok = (d2 < rc2) & (d2 > 0.0)
+        if not ok.all():
+            qi, d2 = qi[ok], d2[ok]
+        if d2.size == 0:
+            return
+        d = np.sqrt(d2)
+        if not rp.uniform:
+            self._radial_direct(out, B, col0, qi, d)
+            return
+        h, W = rp.h, rp.W
+        n_ext = rp.n_ext
+        cols = np.arange(rp.n) - rp.m_lo + W
+        c_neg = -1.0 / (2.0 * rp.L * rp.L)
+        c_q = h / (rp.L * rp.L)
+        # bonds are sorted by query: work on row ranges of ~_RADIAL_BONDS bonds (cache-sized)
+        rows_per = max(1, int(self._RADIAL_BONDS * B / max(1, d.size)))
+        for r0 in range(0, B, rows_per):
+            r1 = min(B, r0 + rows_per)
+            b0, b1 = np.searchsorted(qi, [r0, r1])
+            if b1 == b0:
+                continue
+            dd = d[b0:b1]
+            m = np.rint((dd - rp.r0) * (1.0 / h)).astype(np.intp)
+            u = dd - (rp.r0 + m * h)
+            key = (qi[b0:b1] - r0) * n_ext + (m - rp.m_lo + W)  # query row, nearest grid column
+            size = (r1 - r0) * n_ext
+            # window values exp(-(u - w h)^2 / (2L^2)) = g q^w c_w, w = -W..W, by repeated products;
+            # each is summed per (query, nearest grid point) and added w columns further
+            g = np.exp(u * u * c_neg)
+            qf = np.exp(u * c_q)
+            qb = 1.0 / qf
+            acc = np.bincount(key, weights=g, minlength=size)
+            cur_f = g
+            cur_b = g.copy()
+            for w in range(1, W + 1):
+                cur_f = cur_f * qf if w == 1 else np.multiply(cur_f, qf, out=cur_f)
+                np.multiply(cur_b, qb, out=cur_b)
+                acc[w:] += rp.cw[W + w] * np.bincount(key, weights=cur_f, minlength=size)[: size - w]
+                acc[: size - w] += rp.cw[W - w] * np.bincount(key, weights=cur_b, minlength=size)[w:]
+            out[r0:r1, col0 + rp.order] = acc.reshape(r1 - r0, n_ext)[:, cols]
+
+    def _radial_direct(self, out, B, col0, qi, d):
+        rp = self.rad
+        inv2L2 = 1.0 / (2.0 * rp.L * rp.L)
+        step = max(1, (8 * 2**20) // (8 * max(1, rp.n)))
+        for a in range(0, d.size, step):
+            dd, qq = d[a: a + step], qi[a: a + step]
+            E = np.exp(-((dd[:, None] - rp.r[None, :]) ** 2) * inv2L2)
+            brk = np.flatnonzero(qq[1:] != qq[:-1]) + 1
+            starts = np.concatenate(([0], brk))
+            out[qq[starts], col0: col0 + rp.n] += np.add.reduceat(E, starts, axis=0)
+
+    # -------------------------------------------------------------- angular
+    _BLOCK_ENTRIES = 40_000  # pairs per block (keeps the work arrays cache-sized)
+
+    def _angular(self, out, B, ang_bonds):
+        ap = self.ang
+        dim = self.dim
+        ws = _WS
+        c2 = 2.0 * ap.scale
+        cnts = [np.bincount(qi, minlength=B) for qi, _, _, _ in ang_bonds]
+        pads = []
+        sc = math.sqrt(c2)
+        for (qi, vec, d2, d), cnt in zip(ang_bonds, cnts):
+            nmax = int(cnt.max()) if cnt.size else 0
+            st = np.concatenate(([0], np.cumsum(cnt)[:-1]))
+            pos = np.arange(qi.size) - st[qi]
+            r = qi
+            V = np.zeros((B, nmax, dim))   # bond vectors * sqrt(2 scale)
+            A = np.full((B, nmax), np.inf)  # r^2 * 2 scale (inf on padding)
+            R = np.zeros((B, nmax))        # 1 / r (0 on padding)
+            if qi.size:
+                for a in range(dim):
+                    V[r, pos, a] = vec[a] * sc
+                A[r, pos] = d2 * c2
+                R[r, pos] = 1.0 / (d * c2)  # 1 / (2 scale r): cos = D R_j R_k * 2 scale
+            pads.append((V, A, R, cnt))
+        for X, Y, col in self.pair_slots:
+            VX, AX, RX, cX = pads[X]
+            VY, AY, RY, cY = pads[Y]
+            if VX.shape[1] == 0 or VY.shape[1] == 0:
+                continue
+            same = X == Y
+            # rows of this species pair sorted by its own pair count, so blocks pad little
+            work = cX * (cX - 1) // 2 if same else cX * cY
+            order = np.argsort(work, kind="stable")
+            per_row = max(1, int(work[order[-1]]))
+            bs = max(1, self._BLOCK_ENTRIES // per_row)
+            res = np.zeros((B, ap.n))
+            for a0 in range(0, B, bs):
+                rows = order[a0: a0 + bs]
+                nX = int(cX[rows].max())
+                nY = int(cY[rows].max())
+                if same:
+                    if nX < 2:
+                        continue
+                    M = self._angular_same(ws, VX[rows, :nX], AX[rows, :nX], RX[rows, :nX], c2)
+                else:
+                    if nX == 0 or nY == 0:
+                        continue
+                    M = self._angular_cross(ws, VX[rows, :nX], AX[rows, :nX], RX[rows, :nX],
+                                            VY[rows, :nY], AY[rows, :nY], RY[rows, :nY], c2)
+                res[rows] = M[:, ap.e_of, ap.q_of]
+            out[:, col: col + ap.n] = res
+
+    def _angular_cross(self, ws, VX, AX, RX, VY, AY, RY, c2):
+        """Every (j in X, k in Y): dense (b, nX, nY) pair arrays."""
+        b_, nX, nY = VX.shape[0], VX.shape[1], VY.shape[1]
+        shp = (b_, nX, nY)
+        D = ws.get("D", shp)
+        np.matmul(VX, VY.transpose(0, 2, 1), out=D)  # 2 scale r_ij . r_ik
+        T = ws.get("T", shp)
+        np.subtract(D, AX[:, :, None], out=T)
+        T -= AY[:, None, :]  # -scale * S
+        C = D
+        C *= RX[:, :, None]
+        C *= RY[:, None, :]
+        C *= c2  # cos theta_jik
+        return self._pair_sums(ws, T.reshape(b_, nX * nY), C.reshape(b_, nX * nY))
+
+    def _angular_same(self, ws, VX, AX, RX, c2):
+        """Unordered pairs j < k of one species: triangular gather from the dense dot products."""
+        b_, nX = VX.shape[0], VX.shape[1]
+        jt, kt, ft = _triangle(nX)
+        D = ws.get("D", (b_, nX, nX))
+        np.matmul(VX, VX.transpose(0, 2, 1), out=D)
+        P = jt.size
+        d = ws.get("Dt", (b_, P))
+        np.take(D.reshape(b_, nX * nX), ft, axis=1, out=d)
+        T = ws.get("T", (b_, P))
+        np.subtract(d, np.take(AX, jt, axis=1), out=T)
+        T -= np.take(AX, kt, axis=1)
+        C = d
+        C *= np.take(RX, jt, axis=1)
+        C *= np.take(RX, kt, axis=1)
+        C *= c2
+        return self._pair_sums(ws, T, C)
+
+    def _pair_sums(self, ws, T, C):
+        """(b, n_xi, n_lambda_zeta) sums over pairs of exp(-S/xi^2) (1 + lambda cos)^zeta.
+
+        T = -scale * S per pair (-inf on padding), C = cos theta_jik per pair; both (b, P).
+        """
+        ap = self.ang
+        b_, P = T.shape
+        Eall = ws.get("E", (b_, ap.n_e, P))
+        if ap.e_powers is not None:
+            np.exp(T, out=T)
+            self._fill_powers(ws, T, ap.e_chain, {k: Eall[:, e] for e, k in enumerate(ap.e_powers)}, "e")
+        else:
+            for e, ratio in enumerate(ap.e_ratio):
+                dst = Eall[:, e]
+                np.multiply(T, ratio, out=dst)
+                np.exp(dst, out=dst)
+        Qall = ws.get("Q", (b_, ap.n_q, P))
+        Pb = ws.get("P", (b_, P))
+        for lam, items, chain in ap.q_groups:
+            if lam == 1.0:
+                np.add(C, 1.0, out=Pb)
+            elif lam == -1.0:
+                np.subtract(1.0, C, out=Pb)
+            else:
+                np.multiply(C, lam, out=Pb)
+                Pb += 1.0
+            if chain is not None:
+                self._fill_powers(ws, Pb, chain, {int(z): Qall[:, qn] for qn, z in items}, "q")
+            else:
+                np.maximum(Pb, 0.0, out=Pb)
+                for qn, z in items:
+                    np.power(Pb, z, out=Qall[:, qn])
+        return np.matmul(Eall, Qall.transpose(0, 2, 1))
+
+    @staticmethod
+    def _fill_powers(ws, base, chain, dest, tag):
+        """dest[k][...] = base**k for each k in dest, following the multiplication chain."""
+        have = {1: base}
+        tmp = 0
+        for k, a, b in chain:
+            if k in dest:
+                o = dest[k]
+            else:
+                o = ws.get(f"{tag}tmp{tmp}", base.shape)
+                tmp += 1
+            np.multiply(have[a], have[b], out=o)
+            have[k] = o
+        if 1 in dest:
+            dest[1][...] = base
+
+
+_TRI: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_TRI_LOCK = threading.Lock()
+
+
+def _triangle(n: int):
+    """Index arrays of the pairs j < k < n (ordered by k, then j) and their flat index j*n+k."""
+    t = _TRI.get(n)
+    if t is None:
+        kk, jj = np.tril_indices(n, -1)  # row > col: k > j, ordered by k then j
+        t = (jj.astype(np.intp), kk.astype(np.intp), (jj * n + kk).astype(np.intp))
+        with _TRI_LOCK:
+            if len(_TRI) > 512:
+                _TRI.clear()
+            _TRI[n] = t
+    return t
+
+
+_WS = _Workspace()

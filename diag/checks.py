@@ -1,0 +1,448 @@
+"""Is the data enough? Is C sensible? Learning curve and C sweep of the variance criterion.
+
+- :func:`learning_curve`: ``Var(E_inf)``, accuracy and (toy data) the truth slope against
+  the training-set size, a few seeded repeats per size, on the audit's held-out data. A
+  finite training set loses barrier variance (the hyperplane's direction error costs
+  ``Var(E_inf)`` in proportion to ``d / N``), so the curve rises towards its asymptote;
+  when it is still rising at the largest size the barriers are biased low and more data
+  would help. The rule is :func:`deficit_test` (``docs/selection.md``).
+- :func:`c_sweep`: the same numbers on a log grid of C (regularisation relative to the
+  data is ``1 / (C n_train)``): too small a C lets correlated extras bias the barriers,
+  too large a C at small N fits noise; both lower ``Var(E_inf)``.
+
+Both reuse the audit split and :class:`diag.selection.HeldOut`; nothing here prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from .audit import AuditOptions, Split, make_split
+from .dataset import Dataset
+from .errors import InsufficientDataError
+from .selection import (
+    Evaluation,
+    HeldOut,
+    Progress,
+    SelectionOptions,
+    TrainSet,
+    _at,
+    _criterion_of,
+    _note,
+    _num,
+    _pair,
+    softness_of,
+)
+
+
+# =========================================================================== learning curve
+
+
+@dataclass
+class LearningCurvePoint:
+    n_per_class: int
+    repeat: int
+    evaluation: Evaluation
+    converged: bool = True
+
+
+@dataclass
+class DeficitTest:
+    """Is the criterion still rising at the largest training size?
+
+    The points at the largest ``len(sizes_used)`` sizes (every repeat) are fitted by
+    least squares to ``V(N) = V_inf - a / N`` (the asymptotic law of a direction error
+    ``~ d / N``). The remaining deficit at the largest size is ``a / N_max``; it is
+    reported relative to ``V_inf`` with a one-sided lower confidence bound (Student t,
+    ``n_points - 2`` dof).
+
+    Attributes
+    ----------
+    sizes_used : list of int
+    v_inf : float
+        Extrapolated asymptote.
+    deficit, deficit_lower : float
+        ``a / (N_max V_inf)`` and its one-sided lower bound at ``level``.
+    tol : float
+    level : float
+    dof : int
+    still_rising : bool
+        ``deficit_lower > tol``: significantly more than ``tol`` of the variance is
+        still missing at the largest size.
+    """
+
+    sizes_used: list[int]
+    v_inf: float
+    deficit: float
+    deficit_lower: float
+    tol: float
+    level: float
+    dof: int
+    still_rising: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "sizes_used": [int(s) for s in self.sizes_used],
+            "v_inf": _num(self.v_inf),
+            "deficit": _num(self.deficit),
+            "deficit_lower": _num(self.deficit_lower),
+            "tol": _num(self.tol),
+            "level": _num(self.level),
+            "dof": int(self.dof),
+            "still_rising": bool(self.still_rising),
+        }
+
+
+def deficit_test(n: np.ndarray, v: np.ndarray, tol: float = 0.02, n_tail: int = 3, level: float = 0.95) -> DeficitTest:
+    """The "still rising" rule of the learning curve (see :class:`DeficitTest`).
+
+    Parameters
+    ----------
+    n : ndarray, shape (m,)
+        Training size (per class) of each point.
+    v : ndarray, shape (m,)
+        Criterion of each point (NaN points are ignored).
+    tol : float
+        Relative deficit above which the curve counts as still rising.
+    n_tail : int
+        Number of largest distinct sizes fitted.
+    level : float
+        One-sided confidence level of the lower bound.
+    """
+    n = np.asarray(n, dtype=float)
+    v = np.asarray(v, dtype=float)
+    ok = np.isfinite(v)
+    n, v = n[ok], v[ok]
+    sizes = np.unique(n)
+    if sizes.size < 2:
+        raise InsufficientDataError("the learning curve needs usable points at two sizes at least")
+    used = sizes[-min(n_tail, sizes.size):]
+    m = np.isin(n, used)
+    x, y = 1.0 / n[m], v[m]
+    dx = x - x.mean()
+    sxx = float(dx @ dx)
+    slope = float(dx @ (y - y.mean()) / sxx)  # = -a
+    v_inf = float(y.mean() - slope * x.mean())
+    a = -slope
+    dof = int(x.size - 2)
+    if dof > 0:
+        resid = y - (v_inf + slope * x)
+        se_a = float(np.sqrt(resid @ resid / dof / sxx))
+        tq = float(stats.t.ppf(level, dof))
+    else:
+        se_a, tq = 0.0, 0.0
+    n_max = float(used[-1])
+    scale = abs(v_inf) if v_inf != 0 else 1.0
+    deficit = a / n_max / scale
+    lower = (a - tq * se_a) / n_max / scale
+    return DeficitTest(
+        sizes_used=[int(s) for s in used], v_inf=v_inf, deficit=float(deficit), deficit_lower=float(lower),
+        tol=float(tol), level=float(level), dof=dof, still_rising=bool(lower > tol),
+    )
+
+
+@dataclass
+class LearningCurve:
+    """Criterion, accuracy and truth slope against the training size (audit held-out data).
+
+    Attributes
+    ----------
+    points : list of LearningCurvePoint
+    sizes : list of int
+        Training samples per class.
+    repeats : int
+    criterion : str
+        "variance" or "logp_variance".
+    test : DeficitTest or None
+    still_rising : bool
+    verdict : str
+        One plain-language sentence.
+    """
+
+    points: list[LearningCurvePoint]
+    sizes: list[int]
+    repeats: int
+    criterion: str
+    test: DeficitTest | None
+    still_rising: bool
+    verdict: str
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> list[dict]:
+        """Per size: mean and standard deviation over repeats of each quantity."""
+        out = []
+        for s in self.sizes:
+            pts = [p.evaluation for p in self.points if p.n_per_class == s]
+
+            def ms(vals):
+                vals = np.array([np.nan if x is None else x for x in vals], dtype=float)
+                vals = vals[np.isfinite(vals)]
+                if vals.size == 0:
+                    return None, None
+                return float(vals.mean()), float(vals.std(ddof=1)) if vals.size > 1 else 0.0
+
+            var, var_sd = ms([e.variance if e.valid else None for e in pts])
+            lp, lp_sd = ms([e.logp_variance for e in pts])
+            acc, acc_sd = ms([e.accuracy for e in pts])
+            sl, sl_sd = ms([e.truth_slope for e in pts])
+            out.append({
+                "n_per_class": int(s), "variance": var, "variance_sd": var_sd, "logp_variance": lp,
+                "logp_variance_sd": lp_sd, "accuracy": acc, "accuracy_sd": acc_sd, "truth_slope": sl,
+                "truth_slope_sd": sl_sd, "n_repeats": len(pts),
+            })
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "sizes": [int(s) for s in self.sizes],
+            "repeats": int(self.repeats),
+            "criterion": self.criterion,
+            "summary": [{k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()} for row in self.summary()],
+            "points": [{"n_per_class": int(p.n_per_class), "repeat": int(p.repeat), "converged": bool(p.converged),
+                        **p.evaluation.to_dict()} for p in self.points],
+            "test": None if self.test is None else self.test.to_dict(),
+            "still_rising": bool(self.still_rising),
+            "verdict": self.verdict,
+            "warnings": list(self.warnings),
+        }
+
+
+def default_sizes(n_max: int, n_sizes: int = 6, min_size: int = 100) -> list[int]:
+    """``n_sizes`` training sizes per class spaced geometrically up to ``n_max``.
+
+    The smallest is ``min(min_size, n_max / 8)`` (at least 10), so the curve always
+    spans three doublings or more.
+    """
+    lo = max(10.0, min(float(min_size), n_max / 8.0))
+    if n_max <= lo:
+        return [int(n_max)]
+    return sorted({int(round(x)) for x in np.geomspace(lo, n_max, n_sizes)})
+
+
+def _training_pool(ds: Dataset, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    at_train = np.flatnonzero(_at(ds.temperature, split.train_temperature))
+    pool = np.setdiff1d(at_train, split.test, assume_unique=True)
+    return pool[ds.label[pool] == 1], pool[ds.label[pool] == 0]
+
+
+def learning_curve(
+    ds: Dataset,
+    options: AuditOptions | None = None,
+    selection_options: SelectionOptions | None = None,
+    *,
+    split: Split | None = None,
+    heldout: HeldOut | None = None,
+    progress: Progress | None = None,
+) -> LearningCurve:
+    """The criterion against the training size, on the audit's held-out data.
+
+    Sizes: ``SelectionOptions.lc_sizes`` or :func:`default_sizes` up to the audit's
+    training size; each repeat draws a fresh balanced sample (seeded) of that size from
+    the audit's training groups, fits the SVM (audit's C) and evaluates it on the same
+    held-out samples. A size that takes every training sample of the rarer class is
+    fitted once (its draws would share that whole class, so its repeats would not be
+    independent). The "still rising" flag is :func:`deficit_test` over the three
+    largest sizes with ``lc_deficit_tol``.
+
+    Returns
+    -------
+    LearningCurve
+    """
+    from .svm import fit_hinge
+
+    options = (options or AuditOptions()).validate()
+    sel = (selection_options or SelectionOptions()).validate()
+    seed = sel.seed_for(options)
+    split = split or make_split(ds, options)
+    held = heldout or HeldOut(ds, split, options, sel.eval_n_draws, sel.eval_max_per_temperature, sel.eval_n_boot, seed)
+    pos, neg = _training_pool(ds, split)
+    n_avail = int(min(pos.size, neg.size))
+    sizes = sorted({int(s) for s in sel.lc_sizes}) if sel.lc_sizes else default_sizes(
+        split.n_per_class, sel.lc_n_sizes, sel.lc_min_size)
+    warn: list[str] = []
+    too_big = [s for s in sizes if s > n_avail]
+    if too_big:
+        warn.append(f"learning-curve sizes above the {n_avail} available per class left out: {too_big}")
+        sizes = [s for s in sizes if s <= n_avail]
+    if not sizes:
+        raise InsufficientDataError("no learning-curve size fits in the training groups")
+    seqs = np.random.SeedSequence([seed, 0x1C]).spawn(len(sizes) * sel.lc_repeats)
+    points: list[LearningCurvePoint] = []
+    X = ds.features
+    X_held = X[held.rows]
+    # a size taking the whole rarer class: repeats would share it, so they are not independent
+    n_rep = {s: (1 if s >= min(pos.size, neg.size) else sel.lc_repeats) for s in sizes}
+    total = sum(n_rep.values())
+    for i, s in enumerate(sizes):
+        for r in range(n_rep[s]):
+            rng = np.random.default_rng(seqs[i * sel.lc_repeats + r])
+            idx = np.sort(np.concatenate([rng.choice(pos, s, replace=False), rng.choice(neg, s, replace=False)]))
+            tr = TrainSet.from_rows(X[idx], ds.label[idx])
+            res = fit_hinge(tr.Z, tr.y, options.C, tol=options.svm_tol)
+            ev = held.evaluate(softness_of(held.standardised(X_held, tr.mean, tr.scale), res.coef, res.intercept))
+            points.append(LearningCurvePoint(int(s), r, ev, bool(res.converged)))
+            _note(progress, "learning curve", len(points), total)
+    criterion = _criterion_of([p.evaluation for p in points])
+    test = None
+    try:
+        test = deficit_test(
+            np.array([p.n_per_class for p in points]), np.array([p.evaluation.score(criterion) for p in points]),
+            tol=sel.lc_deficit_tol,
+        )
+    except InsufficientDataError as exc:
+        warn.append(f"learning curve: {exc.message}")
+    verdict = _lc_verdict(test, criterion, sizes)
+    return LearningCurve(points, sizes, sel.lc_repeats, criterion, test, bool(test is not None and test.still_rising),
+                         verdict, warn)
+
+
+def _lc_verdict(test: DeficitTest | None, criterion: str, sizes: list[int]) -> str:
+    crit = "Var(E_inf)" if criterion == "variance" else "Var(log P)"
+    if test is None:
+        return f"learning curve: too few usable sizes to tell whether {crit} has converged"
+    if test.still_rising:
+        return (
+            f"learning curve: {crit} is still rising at {sizes[-1]} per class (about {test.deficit:.0%} of its "
+            f"extrapolated value still missing, at least {test.deficit_lower:.0%}): the barriers are probably "
+            "biased low; more training data would help"
+        )
+    return (
+        f"learning curve: {crit} has levelled off at {sizes[-1]} per class (missing {max(test.deficit, 0):.1%} "
+        f"of its extrapolated value, not significantly more than {test.tol:.0%}): the training set is large enough"
+    )
+
+
+# =========================================================================== C sweep
+
+
+@dataclass
+class CSweepPoint:
+    C: float
+    C_n_train: float
+    evaluation: Evaluation
+    converged: bool = True
+
+
+@dataclass
+class CSweep:
+    """The criterion and the accuracy on a log grid of C (audit split and training set).
+
+    Attributes
+    ----------
+    points : list of CSweepPoint, by increasing C
+    criterion : str
+    best_C : float or None
+        C with the largest criterion.
+    audit_C : float
+    flag : bool
+        The audit's C gives a criterion below the lower CI bound of the best C's.
+    at_edge : bool
+        The best C is the smallest or the largest of the grid (extend the grid).
+    verdict : str
+    """
+
+    points: list[CSweepPoint]
+    criterion: str
+    best_C: float | None
+    audit_C: float
+    n_train: int
+    flag: bool
+    at_edge: bool
+    verdict: str
+
+    def to_dict(self) -> dict:
+        return {
+            "points": [{"C": _num(p.C), "C_n_train": _num(p.C_n_train), "converged": bool(p.converged),
+                        **p.evaluation.to_dict()} for p in self.points],
+            "criterion": self.criterion,
+            "best_C": _num(self.best_C),
+            "audit_C": _num(self.audit_C),
+            "n_train": int(self.n_train),
+            "flag": bool(self.flag),
+            "at_edge": bool(self.at_edge),
+            "verdict": self.verdict,
+        }
+
+
+def c_grid(n_train: int, audit_C: float, relative=(0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)) -> list[float]:
+    """``C = c / n_train`` for each ``c`` of ``relative``, plus the audit's C, sorted."""
+    vals = {float(f"{c / n_train:.3g}") for c in relative}
+    vals.add(float(audit_C))
+    return sorted(vals)
+
+
+def c_sweep(
+    ds: Dataset,
+    options: AuditOptions | None = None,
+    selection_options: SelectionOptions | None = None,
+    *,
+    split: Split | None = None,
+    heldout: HeldOut | None = None,
+    progress: Progress | None = None,
+) -> CSweep:
+    """Fit the audit's training set at every C of the grid and evaluate each on the held-out data.
+
+    Returns
+    -------
+    CSweep
+    """
+    from .svm import fit_hinge
+
+    options = (options or AuditOptions()).validate()
+    sel = (selection_options or SelectionOptions()).validate()
+    seed = sel.seed_for(options)
+    split = split or make_split(ds, options)
+    held = heldout or HeldOut(ds, split, options, sel.eval_n_draws, sel.eval_max_per_temperature, sel.eval_n_boot, seed)
+    n_train = int(split.train.size)
+    grid = sorted({float(c) for c in sel.c_grid}) if sel.c_grid else c_grid(n_train, options.C, sel.c_grid_relative)
+    tr = TrainSet.from_rows(ds.features[split.train], ds.label[split.train])
+    Zh = held.standardised(ds.features[held.rows], tr.mean, tr.scale)
+    points = []
+    for i, C in enumerate(grid):
+        res = fit_hinge(tr.Z, tr.y, C, tol=options.svm_tol, max_iter=500)
+        ev = held.evaluate(softness_of(Zh, res.coef, res.intercept))
+        points.append(CSweepPoint(C, C * n_train, ev, bool(res.converged)))
+        _note(progress, "C sweep", i + 1, len(grid))
+    criterion = _criterion_of([p.evaluation for p in points])
+    vals = np.array([p.evaluation.score(criterion) for p in points])
+    best = audit_pt = None
+    flag = at_edge = False
+    if np.isfinite(vals).any():
+        j = int(np.nanargmax(vals))
+        best = points[j]
+        at_edge = len(points) > 2 and j in (0, len(points) - 1)
+        audit_pt = next((p for p in points if np.isclose(p.C, options.C, rtol=1e-9)), None)
+        ci = best.evaluation.score_ci(criterion)
+        if audit_pt is not None and audit_pt is not best and ci is not None:
+            v = audit_pt.evaluation.score(criterion)
+            flag = bool(not np.isfinite(v) or v < ci[0])
+    verdict = _cs_verdict(points, criterion, best, audit_pt, flag, at_edge, options.C)
+    return CSweep(points, criterion, None if best is None else best.C, float(options.C), n_train, flag, at_edge, verdict)
+
+
+def _cs_verdict(points, criterion, best, audit_pt, flag, at_edge, audit_C) -> str:
+    crit = "Var(E_inf)" if criterion == "variance" else "Var(log P)"
+    if best is None:
+        return f"C sweep: no C gives a usable {crit}"
+    vb = best.evaluation.score(criterion)
+    msg = f"C sweep: C = {best.C:.3g} (C n_train = {best.C_n_train:.3g}) gives the largest {crit} ({vb:.3g})"
+    if audit_pt is not None:
+        va = audit_pt.evaluation.score(criterion)
+        if flag:
+            lost = (vb - va) / abs(vb) if np.isfinite(va) else 1.0
+            msg += (f"; the audit's C = {audit_C:.3g} loses {lost:.0%} of it (outside the CI): "
+                    f"consider C = {best.C:.3g}")
+        else:
+            msg += f"; the audit's C = {audit_C:.3g} is within its CI"
+    if at_edge:
+        msg += "; the maximum is at the edge of the grid: extend the grid"
+    return msg
+
+
+__all__ = [
+    "LearningCurvePoint", "LearningCurve", "DeficitTest", "deficit_test", "default_sizes", "learning_curve",
+    "CSweepPoint", "CSweep", "c_grid", "c_sweep",
+]
