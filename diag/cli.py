@@ -180,8 +180,19 @@ def _add_audit(sub) -> None:
         help="audit a dataset: train the softness SVM, infer barriers, judge them",
         description="Reproduce the softness / Arrhenius analysis on a dataset and measure how far its barriers can be trusted.",
     )
-    p.add_argument("data", metavar="DATA.h5", help="dataset file (see docs/dataset.md)")
+    p.add_argument(
+        "data", metavar="DATA", nargs="+",
+        help="one dataset file (docs/dataset.md), or trajectory files (one temperature each) to run the adapters on",
+    )
     _add_audit_options(p)
+    g = p.add_argument_group("trajectory input (when DATA are trajectories; see docs/adapters.md)")
+    g.add_argument("--temperature", type=_positive_float, nargs="+", action="extend", metavar="T", default=None,
+                   help="temperature of each trajectory, in order, placed after the files")
+    g.add_argument("--every", type=_positive_int, default=None, metavar="K", help="frames between sampled frames")
+    g.add_argument("--config", metavar="FILE", default=None, help="JSON features config (structure, dynamics, input)")
+    g.add_argument("--format", default="auto", help="trajectory format: auto, h5md, gsd, lammps, xyz")
+    g.add_argument("--save-features", metavar="OUT.h5", default=None, help="keep the dataset built from the trajectories")
+    g.add_argument("--force", action="store_true", help="replace an existing --save-features file")
     p.set_defaults(func=_run_audit)
 
 
@@ -206,22 +217,59 @@ def _run_audit(args) -> int:
     from .dataset import read_dataset
     from .report.terminal import render_audit
 
+    from .atomic import check_output_path
+
     options = _options_from_args(args)
-    if args.json and os.path.exists(args.json) and os.path.exists(args.data) and os.path.samefile(args.json, args.data):
-        raise UsageError("the JSON output would overwrite the input dataset", args.json)
+    inputs = [os.fspath(p) for p in args.data]
+    outputs = [o for o in (args.json, args.save_features) if o]
+    for out in outputs:
+        for inp in inputs + ([args.config] if args.config else []):
+            if os.path.exists(out) and os.path.exists(inp) and os.path.samefile(out, inp):
+                raise UsageError("the output would overwrite an input file", out)
     if args.plots:
         _check_plots_available(args.plots)
     if args.json:
-        from .atomic import check_output_path
-
         check_output_path(args.json)  # fail before the work, not after it
     log = _stderr_console(args.quiet)
-    ds = read_dataset(args.data)
     with threadpool_limits(limits=args.threads), _Progress(args.quiet) as progress:
+        ds = _load_or_build(args, inputs, progress, log)
         result = audit(ds, options, progress=progress)
     render_audit(result, _stdout_console())
-    _write_outputs(result, args, log, protect=(args.data,))
+    _write_outputs(result, args, log, protect=tuple(inputs))
     return 0
+
+
+def _load_or_build(args, inputs: list[str], progress, log):
+    """One dataset file is read; trajectory files go through the adapters first."""
+    from .dataset import is_dataset_file, read_dataset
+
+    kinds = [is_dataset_file(p) for p in inputs]
+    if len(inputs) == 1 and kinds[0]:
+        if args.save_features or args.temperature or args.config or args.every:
+            raise UsageError("--save-features, --temperature, --config and --every apply to trajectory input only")
+        return read_dataset(inputs[0])
+    if any(kinds):
+        first = inputs[kinds.index(True)]
+        raise UsageError("give one dataset file, or trajectory files, not both", first)
+    from adapters.build import build_dataset
+    from adapters.config import load_config
+
+    from .atomic import check_output_path
+
+    if args.save_features:
+        check_output_path(args.save_features, overwrite=args.force)
+    config = load_config(args.config).with_every(args.every)
+    ds = build_dataset(
+        inputs,
+        temperatures=args.temperature,
+        config=config,
+        fmt=None if args.format == "auto" else args.format,
+        progress=lambda i, path, done, total: progress(f"features {os.path.basename(path)}", done, total),
+    )
+    if args.save_features:
+        ds.write(args.save_features, overwrite=args.force)
+        log.print(f"wrote {args.save_features}")
+    return ds
 
 
 def _check_plots_available(folder: str) -> None:

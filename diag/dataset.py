@@ -245,6 +245,25 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def is_dataset_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` is an HDF5 file in the glass-diag dataset layout (cheap: reads no data)."""
+    import h5py
+
+    p = str(path)
+    if not os.path.isfile(p):
+        return False
+    try:
+        if not h5py.is_hdf5(p):
+            return False
+        with h5py.File(p, "r") as f:
+            fmt = f.attrs.get("format")
+            if fmt is not None:
+                return _as_str(fmt) == FORMAT
+            return "samples" in f and "h5md" not in f
+    except (OSError, ValueError):
+        return False
+
+
 def read_dataset(path: str | os.PathLike) -> Dataset:
     """Read and validate a dataset file.
 

@@ -1,0 +1,78 @@
+"""``diag audit`` on trajectory files: the adapters run first, --save-features keeps them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from diag.cli import main
+from diag.dataset import read_dataset
+
+from .writers import make_synthetic, write
+
+CONFIG = {
+    "structure": {"species": ["A", "B"], "radial_r": [0.6, 0.8, 1.0, 1.2], "radial_width": 0.1,
+                  "angular": [[1.0, 1.0, 1.0], [1.0, -1.0, 1.0]]},
+    "dynamics": {"window": 6, "p_c": 0.2, "p_hard": 0.05, "persistence": 6, "every": 7},
+}
+
+
+def _trajectory(path, temperature: float, seed: int):
+    """A 6^3 lattice, 70 frames; at each sampled frame some particles hop (more at higher T)."""
+    rng = np.random.default_rng(seed)
+    n, n_frames = 216, 70
+    hops = {}
+    frac = 0.15 if temperature > 0.7 else 0.08
+    for t0 in range(9, n_frames - 6, 7):  # hops centred on the sampled frames
+        for p in rng.choice(n, int(frac * n), replace=False):
+            if p not in hops:
+                e = np.zeros(3)
+                e[rng.integers(3)] = 0.9 * rng.choice([-1, 1])
+                hops[int(p)] = (t0, e)
+    syn = make_synthetic(n_side=6, n_frames=n_frames, hops=hops, drift=None, temperature=temperature, seed=seed)
+    write("lammps", path, syn)
+
+
+@pytest.fixture(scope="module")
+def trajectories(tmp_path_factory):
+    d = tmp_path_factory.mktemp("traj")
+    paths = [d / "cold.dump", d / "hot.dump"]
+    _trajectory(paths[0], 0.6, 1)
+    _trajectory(paths[1], 0.9, 2)
+    cfg = d / "features.json"
+    cfg.write_text(json.dumps(CONFIG))
+    return paths, cfg
+
+
+def test_audit_runs_the_adapters_and_saves_the_features(trajectories, tmp_path, capsys):
+    (cold, hot), cfg = trajectories
+    before = [p.read_bytes() for p in (cold, hot, cfg)]
+    saved, out = tmp_path / "feat.h5", tmp_path / "r.json"
+    code = main(["audit", str(cold), str(hot), "--temperature", "0.6", "0.9", "--config", str(cfg),
+                 "--save-features", str(saved), "--json", str(out), "--quiet", "--grid-points", "9"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert [p.read_bytes() for p in (cold, hot, cfg)] == before
+    ds = read_dataset(saved)
+    assert sorted(ds.temperatures.tolist()) == [0.6, 0.9] and set(np.unique(ds.label)) == {0, 1}
+    doc = json.loads(out.read_text())
+    assert doc["dataset"]["n_samples"] == ds.n_samples and doc["dataset"]["n_features"] == ds.n_features
+    assert doc["classifier"]["train_temperature"] == 0.9
+    # the same dataset through `diag features` gives the same audit
+    again = tmp_path / "again.h5"
+    assert main(["features", str(cold), str(hot), "-o", str(again), "--temperature", "0.6", "0.9",
+                 "--config", str(cfg), "--quiet"]) == 0
+    np.testing.assert_array_equal(read_dataset(again).features, ds.features)
+
+
+def test_mixing_a_dataset_with_trajectories_is_refused(trajectories, tmp_path, capsys):
+    (cold, _), cfg = trajectories
+    from toymodel import ToyModel
+
+    ds_path = ToyModel().to_dataset(temperatures=[1.0], per_temperature=100).write(tmp_path / "d.h5")
+    assert main(["audit", str(ds_path), str(cold)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["audit", str(ds_path), "--save-features", str(tmp_path / "x.h5")]) == 2
+    assert "trajectory input only" in capsys.readouterr().err
