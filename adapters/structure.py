@@ -10,7 +10,7 @@ For a particle ``i``, its neighbours ``j, k`` (minimum image, ``r_ij < cutoff``)
 The angular sum runs over **unordered** pairs ``{j, k}`` of distinct neighbours of ``i`` (both
 ``!= i``) with one member in ``X`` and the other in ``Y``, each pair once (so for ``X == Y`` the
 ordered double sum divided by two; for ``X != Y`` each ``(j in X, k in Y)`` once).
-``r_jk = |r_ik - r_ij|`` is built from the two minimum-image bond vectors seen from ``i``.
+``r_jk = |d_ik - d_ij|`` is built from the two minimum-image bond vectors ``d`` seen from ``i``.
 
 The neighbour cutoffs are derived from the grid and the truncation ``tolerance`` (see
 :attr:`StructureConfig.cutoff` and ``docs/structure-functions.md``); no term that the cutoff drops
@@ -352,6 +352,8 @@ class StructureConfig:
             "neighbour_condition": "0 < r_ij < cutoff of the family (strict), minimum image",
             "boundary": "periodic orthorhombic box, minimum image; cutoff must be < half the smallest box length",
             "feature_order": "G_X for X in species (each over radial_r), then Psi_XY for (X,Y) in pairs (each over angular)",
+            "radial_window_eps": _RADIAL_WINDOW_EPS,
+            "radial_window_meaning": "uniform radial grids skip grid points where one term is below this",
             "dtype": "float32 (computed in float64)",
             "units": "lengths in the units of the positions",
         }
@@ -427,7 +429,8 @@ class _RadialPlan:
                 # window half-width W: grid points beyond W steps from the nearest one are < eps
                 W = int(math.ceil(self.L * math.sqrt(2.0 * math.log(1.0 / _RADIAL_WINDOW_EPS)) / h - 0.5))
                 W = max(W, 1)
-                if 2 * W + 1 < self.n:
+                # (q = exp(u h / L^2) with |u| <= h/2 must not overflow: coarse grids go direct)
+                if 2 * W + 1 < self.n and W * h * h / (2.0 * self.L**2) < 300.0:
                     self.uniform = True
                     self.order = order  # sorted position -> original column
                     self.r0, self.h, self.W = float(rs[0]), float(h), W
@@ -538,9 +541,9 @@ class StructureFunctions:
     config : StructureConfig, optional
         Defaults to :meth:`StructureConfig.kob_andersen`.
     chunk_size : int
-        Most query particles processed at once; bounds the memory (work arrays are at most
-        ``chunk_size x candidates`` for the neighbour search and are sub-chunked to ~48 MB for
-        the angular pair sums).
+        Most query particles processed at once (a tile of neighbouring cells); bounds the memory
+        together with the fixed work-block sizes (neighbour screening <= 262k candidate pairs per
+        pass, radial <= 32k bonds per pass, angular <= 40k pairs per block).
     n_threads : int, optional (keyword)
         Worker threads over chunks (numpy releases the GIL in its kernels). Default: the
         ``GLASS_DIAG_THREADS`` environment variable, else 1.
@@ -551,9 +554,7 @@ class StructureFunctions:
         the float64 minimum image); ``"cells"`` is several times faster at these cutoffs.
     """
 
-    _ANG_BYTES = 48 * 2**20
-
-    def __init__(self, config: StructureConfig | None = None, chunk_size: int = 512, *,
+    def __init__(self, config: StructureConfig | None = None, chunk_size: int = 256, *,
                  n_threads: int | None = None, neighbours: str = "cells"):
         if config is None:
             config = StructureConfig.kob_andersen()
@@ -717,12 +718,18 @@ class _Context:
                     break
             else:
                 nc.append(1), kk.append(0), mi.append(True)
+        # no more cells than ~2 per particle: coarser cells keep width >= rq/k and n >= 2k+1
+        while np.prod(nc, dtype=np.float64) > max(64.0, 2.0 * len(pts)):
+            big = int(np.argmax([n_a / max(1, 2 * k + 1) for n_a, k in zip(nc, kk)]))
+            if nc[big] <= 2 * kk[big] + 1:
+                break
+            nc[big] = max(2 * kk[big] + 1, nc[big] // 2)
         self.nc = np.array(nc, dtype=np.int64)
         self.minimg = np.array(mi, dtype=bool)
         self.width = lengths / self.nc
         frac = (pts[:, :dim] + 0.5 * lengths) / lengths
         cidx = np.clip(np.floor(frac * self.nc).astype(np.int64), 0, self.nc - 1)
-        self.cell = np.ravel_multi_index(tuple(cidx.T), tuple(self.nc)) if dim else np.zeros(len(pts), int)
+        self.cell = np.ravel_multi_index(tuple(cidx.T), tuple(self.nc))
         self.cell_coord = cidx
         ncell = int(np.prod(self.nc))
         self.by_cell = []  # per species: (particle indices sorted by cell, start per cell)
@@ -786,10 +793,12 @@ class _Context:
         return idx, np.repeat(shift, cnt, axis=0)
 
     def _bonds(self, qidx: np.ndarray, s: int):
-        """Bonds from the query particles to particles of species s with 0 < r < rq.
+        """Bonds from the query particles qidx (all in one cell) to particles of species s.
 
         Returns (qi, vec, d2): position of the query in qidx (ascending), float64
         minimum-image vectors r_j - r_i as a (dim, n_bonds) array, and their squared lengths.
+        Every bond with r < rq is there; the cells engine may also return the query itself
+        (r = 0) and a few bonds just beyond rq (screening margin): callers keep 0 < r < rc.
         """
         ix = self.sp_idx[s]
         dim = self.dim
@@ -799,7 +808,8 @@ class _Context:
             return empty
         if self.engine == "freud":
             qp32 = self.pts[qidx].astype(np.float32)
-            nl = self.aabb[s].query(qp32, {"r_max": self.rq * (1.0 + 1e-4) + 1e-5}).toNeighborList()
+            r_max = min(self.rq * (1.0 + 1e-4) + 1e-5, 0.5 * float(self.L.min()) * (1.0 - 1e-6))
+            nl = self.aabb[s].query(qp32, {"r_max": r_max}).toNeighborList()
             qi = np.asarray(nl.query_point_indices, dtype=np.intp)
             pj = ix[np.asarray(nl.point_indices, dtype=np.intp)]
             vec = (self.pts[pj, :dim] - self.pts[qidx[qi], :dim]).T.copy()
@@ -1079,8 +1089,10 @@ class _Context:
                 np.multiply(T, ratio, out=dst)
                 np.exp(dst, out=dst)
         Qall = ws.get("Q", (b_, ap.n_q, P))
-        Pb = ws.get("P", (b_, P))
         for lam, items, chain in ap.q_groups:
+            # the base 1 + lambda cos goes straight into the zeta = 1 slot when there is one
+            one = [qn for qn, z in items if z == 1.0 and chain is not None]
+            Pb = Qall[:, one[0]] if one else ws.get("P", (b_, P))
             if lam == 1.0:
                 np.add(C, 1.0, out=Pb)
             elif lam == -1.0:
@@ -1089,7 +1101,8 @@ class _Context:
                 np.multiply(C, lam, out=Pb)
                 Pb += 1.0
             if chain is not None:
-                self._fill_powers(ws, Pb, chain, {int(z): Qall[:, qn] for qn, z in items}, "q")
+                dest = {int(z): Qall[:, qn] for qn, z in items if not (one and qn == one[0])}
+                self._fill_powers(ws, Pb, chain, dest, "q")
             else:
                 np.maximum(Pb, 0.0, out=Pb)
                 for qn, z in items:

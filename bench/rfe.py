@@ -3,8 +3,10 @@
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/rfe.py            # everything (~5-8 min)
     python bench/rfe.py --quick                                              # smaller, ~1 min
 
-Data: the toy model with 83 energy coordinates (a_k = sqrt(10/83), Var(E) = 10) and
-their cubes, 166 features, the "1e5 x 166" scale of a real radial + angular feature set.
+Data: the toy model with 40 energy coordinates (a_k = sqrt(10/40), Var(E) = 10), 86
+pure-noise coordinates and the 40 cubes of the energy coordinates: 166 features, the
+"1e5 x 166" scale of a real radial + angular feature set, with the right answer (40)
+far below the full set, as with real structure functions.
 
 [1] Same standardised data, n = --sk-n, C = --sk-C, one feature removed per step
     166 -> 1: ``sklearn.feature_selection.RFE(SVC(kernel="linear"))`` (libsvm: the same
@@ -90,12 +92,13 @@ def main(argv=None) -> int:
     from toymodel import ToyModel
 
     tol = args.tol if args.tol is not None else SelectionOptions().rfe_tol
-    n_e = 83
-    model = ToyModel(n_energy=n_e, n_noise=0, extra="cube", coef=float(np.sqrt(10 / n_e)))
+    n_e, n_noise = 40, 86
+    model = ToyModel(n_energy=n_e, n_noise=n_noise, extra="cube", coef=float(np.sqrt(10 / n_e)))
     d = len(model.feature_names)
     print(f"glass-diag bench/rfe.py: python {platform.python_version()}, numpy {np.__version__}, scikit-learn {skv}")
     print(f"  {os.cpu_count()} cores (shared), OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, {_load()}")
-    print(f"  data: toy model, {n_e} energy coordinates + their cubes = {d} features, T_train = 1")
+    print(f"  data: toy model, {n_e} energy coordinates + {n_noise} noise coordinates + {n_e} cubes = {d} features, "
+          f"T_train = 1")
     print()
 
     if "1" not in skip:

@@ -1379,6 +1379,17 @@ def run_selection(
     )
 
 
+def size_ranges(sizes: Sequence[int]) -> str:
+    """Compact text for a set of sizes: ``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    out: list[str] = []
+    for k in sorted(set(int(x) for x in sizes)):
+        if out and out[-1][1] == k - 1:
+            out[-1][1] = k
+        else:
+            out.append([k, k])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)
+
+
 def _fmt_ci(ci) -> str:
     return "" if ci is None else f" [{ci[0]:.3g}, {ci[1]:.3g}]"
 
@@ -1420,7 +1431,7 @@ def _rfe_recommendations(r: RFEResult, final: FeatureSetComparison | None, d: in
         out.append(f"RFE: the peak is sharp: no other size lies within the CI of the peak")
     else:
         out.append(
-            f"RFE: sizes {', '.join(map(str, p.within_ci))} lie within the CI of the peak (the CIs are marginal; the "
+            f"RFE: sizes {size_ranges(p.within_ci)} lie within the CI of the peak (the CIs are marginal; the "
             f"sizes share their held-out data, so their differences are more precise); {k} is the smallest size "
             f"within {p.tol:.0%} of the run-averaged maximum (at {p.argmax}), chosen by {p.run_agreement:.0%} of "
             f"{p.n_runs} runs"
@@ -1460,5 +1471,5 @@ __all__ = [
     "RFEStep", "RFEResult", "PeakInfo", "FoldRun", "choose_peak", "grouped_folds", "rfe",
     "CandidateRow", "FeatureSetComparison", "compare_feature_sets",
     "GridLine", "grid_lines", "coarsen_transform", "coarsening_candidates", "family_candidates",
-    "GRID_AXES",
+    "GRID_AXES", "size_ranges",
 ]

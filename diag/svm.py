@@ -26,6 +26,8 @@ import numpy as np
 import scipy.linalg
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from diag.errors import DataError, InsufficientDataError
 
@@ -173,17 +175,24 @@ def standardize(
 
 
 def _as_2d_float(X) -> np.ndarray:
-    """X as a 2-D float32/float64 array without copying float input."""
-    X = np.asarray(X)
-    if X.dtype not in (np.float32, np.float64):
-        if X.dtype.kind not in "biuf":
-            raise SVMInputError(f"X must be numeric, got dtype {X.dtype}")
-        X = X.astype(np.float64)
-    if X.ndim != 2:
-        raise SVMInputError(f"X must be 2-D, got shape {X.shape}")
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise SVMInputError(f"X must have at least one sample and one feature, got shape {X.shape}")
-    return X
+    """X as a 2-D, finite float32/float64 array; float input is not copied."""
+    try:
+        return check_array(X, dtype=[np.float64, np.float32], accept_sparse=False)
+    except ValueError as err:
+        raise SVMInputError(str(err)) from err
+
+
+def _as_labels(y, n: int) -> np.ndarray:
+    """Labels R in {0, 1}, shape (n,)."""
+    try:
+        y = column_or_1d(y)
+    except ValueError as err:
+        raise SVMInputError(str(err)) from err
+    if y.shape[0] != n:
+        raise SVMInputError(f"X has {n} rows but y has {y.shape[0]} entries")
+    if not np.all((y == 0) | (y == 1)):
+        raise SVMInputError("Unknown label type: y must hold the labels R in {0, 1}")
+    return y
 
 
 # --------------------------------------------------------------------------- data access
@@ -228,13 +237,15 @@ class _Design:
         self.passes += 1
         return (self.Z @ self._full(w, self.Z.dtype)).astype(np.float64, copy=False)
 
-    def matvec_rmatvec_exact(self, w: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Z w and Z^T V with float64 arithmetic, in one chunked pass.
+    def pass_exact(self, w: np.ndarray, b: float, V) -> tuple[np.ndarray, np.ndarray]:
+        """Margins ``o = Z w + b`` and ``Z^T V`` in float64 arithmetic, in one chunked pass.
 
         Parameters
         ----------
         w : ndarray, shape (k,)
-        V : ndarray, shape (n, m)
+        b : float
+        V : ndarray, shape (n, m), or callable ``V(o_chunk, start, stop) -> (stop - start, m)``
+            The callable form lets the weights depend on the margins just computed.
 
         Returns
         -------
@@ -245,18 +256,21 @@ class _Design:
         wf = self._full(w, np.float64)
         Z = self.Z
         o = np.empty(self.n)
-        acc = np.zeros((Z.shape[1], V.shape[1]))
-        if Z.dtype == np.float64:
-            o[:] = Z @ wf
-            acc += Z.T @ V
-        else:
-            buf = np.empty((_CHUNK, Z.shape[1]))
-            for s in range(0, self.n, _CHUNK):
-                e = min(s + _CHUNK, self.n)
+        acc = None
+        step = self.n if Z.dtype == np.float64 else _CHUNK  # float64 data needs no conversion
+        buf = None if Z.dtype == np.float64 else np.empty((min(_CHUNK, self.n), Z.shape[1]))
+        for s in range(0, self.n, step):
+            e = min(s + step, self.n)
+            if buf is None:
+                blk = Z[s:e]
+            else:
                 blk = buf[: e - s]
                 blk[...] = Z[s:e]
-                o[s:e] = blk @ wf
-                acc += blk.T @ V[s:e]
+            o[s:e] = blk @ wf
+            o[s:e] += b
+            Vc = V(o[s:e], s, e) if callable(V) else V[s:e]
+            part = blk.T @ Vc
+            acc = part if acc is None else acc + part
         if self.cols is not None:
             acc = acc[self.cols]
         return o, acc
@@ -414,10 +428,20 @@ class _HuberNewton:
         self.b = float(b)
         self.h = h
         self.n_iter = 0
-        self.o = X.matvec(self.w) + self.b if np.any(self.w) else np.full(X.n, self.b)
+        # one exact pass: margins, the Huber dual point they imply, and G, Gp
+        self.alpha = np.empty(X.n)
+
+        def weights(o: np.ndarray, s: int, e: int) -> np.ndarray:
+            a = self.u[s:e] * np.clip((h - y[s:e] * o + 1.0) * (0.5 / h), 0.0, 1.0)
+            self.alpha[s:e] = a
+            return np.stack((a * y[s:e], a * self.pos[s:e]), axis=1)
+
+        self.o, GG = X.pass_exact(self.w, self.b, weights)
         self.t = 1.0 - y * self.o
-        self.alpha = self._huber_alpha(self.t)
-        self._exact_gradient()
+        self.G = frozen.G + GG[:, 0]
+        self.Gp = frozen.Gp + GG[:, 1]
+        if not np.all(np.isfinite(self.o)):
+            raise SVMInputError("Z (or the initial coefficients) contains NaN or infinite values")
         self._build_hessian()
 
     # -- dual point and gradient --------------------------------------------------------
@@ -431,8 +455,7 @@ class _HuberNewton:
     def _exact_gradient(self) -> None:
         """Recompute o, t, G, Gp with one exact float64 pass (removes incremental drift)."""
         V = np.stack((self.alpha * self.y, self.alpha * self.pos), axis=1)
-        self.o, GG = self.X.matvec_rmatvec_exact(self.w, V)
-        self.o += self.b
+        self.o, GG = self.X.pass_exact(self.w, self.b, V)
         self.t = 1.0 - self.y * self.o
         self.G = self.F.G + GG[:, 0]
         self.Gp = self.F.Gp + GG[:, 1]
@@ -443,7 +466,7 @@ class _HuberNewton:
         if changed.size > self.X.n // 3:  # gathering that many rows costs more than a pass
             self.alpha = alpha_new
             V = np.stack((alpha_new * self.y, alpha_new * self.pos), axis=1)
-            _, GG = self.X.matvec_rmatvec_exact(self.w, V)
+            _, GG = self.X.pass_exact(self.w, self.b, V)
             self.G = self.F.G + GG[:, 0]
             self.Gp = self.F.Gp + GG[:, 1]
             return
@@ -540,8 +563,7 @@ class _HuberNewton:
     def verify(self, w, b, alpha) -> tuple[_Cert, np.ndarray]:
         """Certificate recomputed from one exact float64 pass; also returns o = Z w + b."""
         V = np.stack((alpha * self.y, alpha * self.pos), axis=1)
-        o, GG = self.X.matvec_rmatvec_exact(w, V)
-        o += b
+        o, GG = self.X.pass_exact(w, b, V)
         t = 1.0 - self.y * o
         return self.cert_at(w, b, t, alpha, self.F.G + GG[:, 0], self.F.Gp + GG[:, 1]), o
 
@@ -638,11 +660,12 @@ def _psd_solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
 # Largest working set solved in memory by the exact finishing step (float64 rows).
 _WS_MAX = 20_000
 # Iteration cap of in-memory working-set solves (cheap; not counted in n_iter).
-_WS_MAX_ITER = 500
+_WS_MAX_ITER = 100
 
 
 def _solve(X: _Design, y: np.ndarray, u: np.ndarray, w0: np.ndarray, b0: float, h0: float,
-           tol: float, max_iter: int, frozen: _Frozen | None = None) -> _Sol:
+           tol: float, max_iter: int, frozen: _Frozen | None = None, warm: bool = False,
+           floor: float = -np.inf) -> _Sol:
     """Continuation driver.
 
     Newton steps at fixed h until the optimisation error is small next to the smoothing
@@ -652,6 +675,20 @@ def _solve(X: _Design, y: np.ndarray, u: np.ndarray, w0: np.ndarray, b0: float, 
     """
     S = _HuberNewton(X, y, u, w0, b0, h0, frozen if frozen is not None else _Frozen(np.zeros(X.k), np.zeros(X.k)))
     S.max_iter = max_iter
+    if warm:
+        # Near an optimum the samples off the margin keep their side: try the exact
+        # working-set finish on the samples nearest the margin before any smoothing
+        # moves the point away (h shrinks so that the working set holds the band).
+        h_run = S.h
+        size = min(_WS_MAX // 2, max(4 * (X.k + 1), X.n // 8))
+        if X.n > 4 * size:
+            at = np.where(u > 0, np.abs(S.t), np.inf)
+            S.set_h(min(h_run, max(0.5 * float(np.partition(at, size)[size]), _H_MIN)))
+        c0 = S.certificate()
+        sol = _finish(S, c0, tol, c0.P - c0.gap, size=size)
+        if sol is not None:
+            return sol
+        S.set_h(h_run)
     cert = S.certificate()
     # Any 0 <= alpha <= u is a dual point: keep the best primal point and the best dual
     # point seen; their difference bounds the suboptimality of the primal point.
@@ -665,6 +702,10 @@ def _solve(X: _Design, y: np.ndarray, u: np.ndarray, w0: np.ndarray, b0: float, 
             P_best, w_best, b_best = cert.P, S.w.copy(), S.b
         if cert.P - cert.gap > D_best:
             D_best, a_best = cert.P - cert.gap, S.alpha  # S.alpha is replaced, never mutated
+        if cert.P < floor:
+            # Below a lower bound of the full problem: the frozen samples of this working
+            # set are on the wrong side, so its solution cannot certify. Give up early.
+            return _Sol(S.w.copy(), S.b, a_best, cert, False, S.n_iter)
         if cert.P - D_best <= tol * cert.P:
             vc, _ = S.verify(S.w, S.b, a_best)
             if vc.gap <= tol * vc.P or resyncs >= 2:
@@ -678,7 +719,7 @@ def _solve(X: _Design, y: np.ndarray, u: np.ndarray, w0: np.ndarray, b0: float, 
             break
         if last_exact or stalled or cert.gap - cert.smooth <= 0.1 * cert.smooth:
             # Stage done: the smoothing, not the optimisation, limits the gap.
-            sol = _finish(S, cert, tol)
+            sol = _finish(S, cert, tol, D_best)
             if sol is not None:
                 return sol
             cert = S.certificate()
@@ -694,7 +735,7 @@ def _solve(X: _Design, y: np.ndarray, u: np.ndarray, w0: np.ndarray, b0: float, 
             if prev_stage is not None and cert.smooth > 0 and prev_stage[1] > 0:
                 p = float(np.clip(np.log(prev_stage[1] / cert.smooth) / np.log(prev_stage[0] / S.h), 1.0, 2.0))
             prev_stage = (S.h, cert.smooth)
-            f = (0.1 * tol * cert.P / cert.smooth) ** (1.0 / p) if cert.smooth > 0 else 0.01
+            f = (0.1 * tol * cert.P / cert.smooth) ** (1.0 / p) if cert.smooth > 0 and cert.P > 0 else 0.01
             S.set_h(max(S.h * float(np.clip(f, _H_FACTOR_MIN if p > 1.5 else 0.01, 0.3)), _H_MIN))
             cert = S.certificate()
             continue
@@ -705,7 +746,8 @@ def _solve(X: _Design, y: np.ndarray, u: np.ndarray, w0: np.ndarray, b0: float, 
     return _Sol(np.array(w_best), float(b_best), a_best, vc, vc.gap <= tol * vc.P, S.n_iter)
 
 
-def _finish(S: _HuberNewton, cert: _Cert, tol: float) -> _Sol | None:
+def _finish(S: _HuberNewton, cert: _Cert, tol: float, lower: float,
+            size: int | None = None) -> _Sol | None:
     """Exact finishing step at the end of a continuation stage.
 
     Working set W = samples with |t| <= delta (delta >= 2h, at least 4(k+1) samples);
@@ -719,6 +761,9 @@ def _finish(S: _HuberNewton, cert: _Cert, tol: float) -> _Sol | None:
     X, y, u, k = S.X, S.y, S.u, S.k
     cap = min(_WS_MAX, X.n // 4)
     delta = 2.0 * S.h
+    if size is not None and X.n > 4 * size:  # working set of about `size` samples
+        at = np.where(u > 0, np.abs(S.t), np.inf)
+        delta = max(S.h, float(np.partition(at, size)[size]))
     for _ in range(3):
         if S.n_iter >= S.max_iter:
             return None
@@ -732,15 +777,23 @@ def _finish(S: _HuberNewton, cert: _Cert, tol: float) -> _Sol | None:
         if W.size > cap:
             break
         L = (S.t > delta) & live
+        yW, uW = y[W], u[W]
+        cy = S.F.cy + float(np.dot(u[L], y[L]))
+        if not (uW[yW < 0].sum() > cy and uW[yW > 0].sum() > -cy):
+            # the frozen side's class imbalance cannot be balanced inside W: the
+            # restricted problem would be unbounded in b (its dual infeasible)
+            break
         RW = X.rows(W)
-        yW, aW = y[W], S.alpha[W]
+        aW = S.alpha[W]
         F = _Frozen(
             G=S.G - RW.T @ (aW * yW),  # S.G holds sum alpha y z; alpha = u beyond the band
             Gp=S.Gp - RW.T @ (aW * S.pos[W]),
-            cy=S.F.cy + float(np.dot(u[L], y[L])),
+            cy=cy,
             ca=S.F.ca + float(u[L].sum()),
         )
-        sub = _solve(_Design(RW), yW, u[W], S.w, S.b, S.h, 0.2 * tol, _WS_MAX_ITER, F)
+        # margin: the bound comes from incrementally updated (slightly drifting) state
+        sub = _solve(_Design(RW), yW, uW, S.w, S.b, S.h, 0.2 * tol, _WS_MAX_ITER, F,
+                     floor=lower - 1e-6 * abs(lower))
         alpha = np.where(L, u, 0.0)
         alpha[W] = sub.alpha
         S.n_iter += 1
@@ -822,11 +875,7 @@ def fit_hinge(
         columns = np.where(columns < 0, columns + D, columns)
         if np.unique(columns).size != columns.size:
             raise SVMInputError("columns must not repeat")
-    y = np.asarray(y).ravel()
-    if y.shape[0] != n:
-        raise SVMInputError(f"y has {y.shape[0]} entries, Z has {n} rows")
-    if not np.all((y == 0) | (y == 1)):
-        raise SVMInputError("y must contain only 0/1 labels")
+    y = _as_labels(y, n)
     ys = np.where(y == 1, 1.0, -1.0)
     if not (np.isfinite(C) and C > 0):
         raise SVMInputError(f"C must be positive and finite, got {C}")
@@ -838,7 +887,7 @@ def fit_hinge(
             raise SVMInputError("sample_weight must be finite, non-negative and of length n")
         u = float(C) * s
     if not (u[ys > 0].sum() > 0 and u[ys < 0].sum() > 0):
-        raise SVMOneClassError("both classes need samples with positive weight")
+        raise SVMOneClassError("only one class has samples with positive weight; both classes are needed")
     if not (tol > 0):
         raise SVMInputError(f"tol must be positive, got {tol}")
     X = _Design(Z, columns)
@@ -856,7 +905,7 @@ def fit_hinge(
         h0 = 0.03
     else:
         w0, b0, h0 = np.zeros(k), 0.0, 1.0
-    sol = _solve(X, ys, u, w0, b0, h0, float(tol), max_iter)
+    sol = _solve(X, ys, u, w0, b0, h0, float(tol), max_iter, warm=coef_init is not None)
     return HingeResult(sol.w.copy(), float(sol.b), int(sol.n_iter), bool(sol.converged),
                        float(sol.cert.P), float(sol.cert.gap), X.passes)
 
@@ -868,7 +917,7 @@ def _subsample_start(X: _Design, ys: np.ndarray, u: np.ndarray, max_iter: int):
     estimates the full one to O(n_sub^-1/2); it costs a few passes over n_sub rows.
     """
     n = X.n
-    n_sub = max(50_000, 100 * X.k)
+    n_sub = max(30_000, 100 * X.k)
     rng = np.random.default_rng(0x5EED)  # fixed: the fit is a deterministic function of its input
     idx = np.sort(rng.choice(n, size=n_sub, replace=False))
     us, ysub = u[idx], ys[idx]
@@ -937,11 +986,7 @@ class SoftnessSVM(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, sample_weight=None) -> "SoftnessSVM":
         """Fit on features X (n, d) and labels y in {0, 1} (n,); returns self."""
         X = _as_2d_float(X)
-        y = np.asarray(y).ravel()
-        if y.shape[0] != X.shape[0]:
-            raise SVMInputError(f"X has {X.shape[0]} rows but y has {y.shape[0]} entries")
-        if not np.all((y == 0) | (y == 1)):
-            raise SVMInputError("y must contain only 0/1 labels R")
+        y = _as_labels(y, X.shape[0])
         init = None
         if self.warm_start and hasattr(self, "coef_") and self.coef_.shape == (X.shape[1],):
             init = (self.coef_, self.intercept_)
@@ -972,8 +1017,14 @@ class SoftnessSVM(ClassifierMixin, BaseEstimator):
             )
         return self
 
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6: labels are R in {0, 1} only
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
     def decision_function(self, X) -> np.ndarray:
         """``w . z + b`` for each row of X (n, d); returns shape (n,), float64."""
+        check_is_fitted(self, "coef_")
         X = _as_2d_float(X)
         if X.shape[1] != self.n_features_in_:
             raise SVMInputError(f"X has {X.shape[1]} features, the SVM was fitted on {self.n_features_in_}")

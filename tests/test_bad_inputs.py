@@ -57,7 +57,7 @@ def _bad_files(good: Path, d: Path) -> dict[str, tuple[Path, str]]:
     return {
         "missing file": (d / "absent.h5", "no such file"),
         "directory": (d, "directory"),
-        "empty file": (empty, "not an HDF5 file"),
+        "empty file": (empty, "empty"),
         "text file": (text, "not an HDF5 file"),
         "truncated": (trunc, ""),
         "foreign HDF5": (other, "missing group 'samples'"),

@@ -11,6 +11,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..selection import size_ranges
+
 #: RFE curves longer than this are shown around the peak plus a thinned remainder
 MAX_RFE_ROWS = 30
 
@@ -102,13 +104,13 @@ def recommendation_panel(result) -> Panel | None:
     g.add_row("peak", f"k* = {p.n_kept} (argmax {p.argmax}), {crit} = {_fmt(p.value)} {_ci(p.ci)}")
     g.add_row("rule", f"smallest size within {p.tol:.0%} of the maximum of the curve averaged over {p.n_runs} runs")
     sharp = "[green]sharp[/]: no other size within the CI" if p.sharp else (
-        "[yellow]broad[/]: sizes " + ", ".join(map(str, p.within_ci)) + " within the CI of the peak")
+        "[yellow]broad[/]: sizes " + size_ranges(p.within_ci) + " within the CI of the peak")
     g.add_row("sharpness", Text.from_markup(sharp))
     if p.drop_smaller is not None:
-        acc = f", accuracy -{p.accuracy_drop_smaller:.3f}" if p.accuracy_drop_smaller is not None else ""
-        g.add_row(f"k* -> {p.n_kept - 1}", f"{crit} -{p.drop_smaller:.1%} (lower in {p.runs_drop_smaller}/{p.n_runs} runs){acc}")
+        acc = f", accuracy {-p.accuracy_drop_smaller:+.3f}" if p.accuracy_drop_smaller is not None else ""
+        g.add_row(f"k* -> {p.n_kept - 1}", f"{crit} {-p.drop_smaller:+.1%} (lower in {p.runs_drop_smaller}/{p.n_runs} runs){acc}")
     if p.drop_larger is not None:
-        g.add_row(f"k* -> {p.n_kept + 1}", f"{crit} -{p.drop_larger:.1%} (lower in {p.runs_drop_larger}/{p.n_runs} runs)")
+        g.add_row(f"k* -> {p.n_kept + 1}", f"{crit} {-p.drop_larger:+.1%} (lower in {p.runs_drop_larger}/{p.n_runs} runs)")
     if p.gain_vs_full is not None and p.accuracy_gain_vs_full is not None:
         d = max(s.n_kept for s in r.steps)
         g.add_row(f"{d} -> k*", f"{crit} {p.gain_vs_full:+.1%}, accuracy {p.accuracy_gain_vs_full:+.3f}")
