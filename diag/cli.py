@@ -239,6 +239,26 @@ def _run_audit(args) -> int:
     return 0
 
 
+def _refuse_foreign_hdf5(paths: list[str]) -> None:
+    """An HDF5 file that is neither a dataset nor H5MD gets a message about both."""
+    import h5py
+
+    from .errors import DataError
+
+    for p in paths:
+        try:
+            if not (os.path.isfile(p) and h5py.is_hdf5(p)):
+                continue
+            with h5py.File(p, "r") as f:
+                known = "samples" in f or "h5md" in f or "particles" in f
+        except (OSError, ValueError):
+            continue
+        if not known:
+            raise DataError(
+                "HDF5 file is neither a glass-diag dataset (missing group 'samples') nor an H5MD trajectory", p
+            )
+
+
 def _load_or_build(args, inputs: list[str], progress, log):
     """One dataset file is read; trajectory files go through the adapters first."""
     from .dataset import is_dataset_file, read_dataset
@@ -251,6 +271,7 @@ def _load_or_build(args, inputs: list[str], progress, log):
     if any(kinds):
         first = inputs[kinds.index(True)]
         raise UsageError("give one dataset file, or trajectory files, not both", first)
+    _refuse_foreign_hdf5(inputs)
     from adapters.build import build_dataset
     from adapters.config import load_config
 

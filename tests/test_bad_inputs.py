@@ -47,7 +47,9 @@ def _bad_files(good: Path, d: Path) -> dict[str, tuple[Path, str]]:
     empty = d / "empty.h5"
     empty.write_bytes(b"")
     text = d / "text.h5"
-    text.write_text("ITEM: TIMESTEP\n0\n")
+    text.write_text("hello, not a dataset\n")
+    dump = d / "cut.dump"
+    dump.write_text("ITEM: TIMESTEP\n0\n")
     trunc = d / "trunc.h5"
     raw = good.read_bytes()
     trunc.write_bytes(raw[: len(raw) * 2 // 3])
@@ -58,7 +60,8 @@ def _bad_files(good: Path, d: Path) -> dict[str, tuple[Path, str]]:
         "missing file": (d / "absent.h5", "no such file"),
         "directory": (d, "directory"),
         "empty file": (empty, "empty"),
-        "text file": (text, "not an HDF5 file"),
+        "text file named .h5": (text, "not an HDF5 file"),
+        "cut LAMMPS dump": (dump, "not a LAMMPS dump"),
         "truncated": (trunc, ""),
         "foreign HDF5": (other, "missing group 'samples'"),
         "missing label": (_variant(good, d, "nolabel.h5", lambda f: f["samples"].__delitem__("label")), "samples/label"),
