@@ -531,6 +531,19 @@ class _Workspace(threading.local):
 
 # ----------------------------------------------------------------------------- compute
 _ENGINES = ("cells", "freud")
+_KERNELS = ("auto", "numba", "numpy")
+_NB_MODULE: list = []
+
+
+def _numba_module():
+    """``adapters._structure_numba`` if numba can be imported, else None (tried once)."""
+    if not _NB_MODULE:
+        try:
+            from adapters import _structure_numba as nb
+        except ImportError:
+            nb = None
+        _NB_MODULE.append(nb)
+    return _NB_MODULE[0]
 
 
 class StructureFunctions:
@@ -552,10 +565,22 @@ class StructureFunctions:
         every kept bond recomputed in float64. ``"freud"``: ``freud.locality.AABBQuery`` per
         species, bonds recomputed in float64. Both give the same bonds (``0 < r_ij < cutoff`` by
         the float64 minimum image); ``"cells"`` is several times faster at these cutoffs.
+    kernel : {"auto", "numba", "numpy"}, optional (keyword)
+        Implementation of the sums. ``"numba"``: compiled kernels (``adapters._structure_numba``;
+        the optional extra ``glass-diag[fast]``); with ``neighbours="cells"`` the neighbour
+        search over the same cell list is compiled too. ``"numpy"``: the pure numpy path.
+        ``"auto"`` (default): numba when it can be imported, else numpy. Both give the same
+        features (equal to the brute-force reference within 1e-5 relative), so the choice is not
+        part of :meth:`StructureConfig.conventions`; the kernel used is :attr:`kernel_`. The first
+        numba call of a session compiles the kernels or loads them from numba's on-disk cache.
     """
 
+    #: how the numba kernel uses ``n_threads``: "pool" (the thread pool over chunks, nogil
+    #: kernels) or "prange" (one parallel numba call); see docs/structure-functions.md
+    _numba_threading = "pool"
+
     def __init__(self, config: StructureConfig | None = None, chunk_size: int = 256, *,
-                 n_threads: int | None = None, neighbours: str = "cells"):
+                 n_threads: int | None = None, neighbours: str = "cells", kernel: str = "auto"):
         if config is None:
             config = StructureConfig.kob_andersen()
         if not isinstance(config, StructureConfig):
@@ -575,11 +600,25 @@ class StructureFunctions:
         self.config = config
         self.chunk_size = int(chunk_size)
         self.n_threads = int(n_threads)
+        if kernel not in _KERNELS:
+            raise UsageError(f"kernel must be one of {', '.join(_KERNELS)}, got {kernel!r}")
+        self._nb = None
+        if kernel != "numpy":
+            self._nb = _numba_module()
+            if self._nb is None and kernel == "numba":
+                raise UsageError("kernel='numba' needs numba, which is not installed: "
+                                 "pip install 'glass-diag[fast]'")
         self.neighbours = neighbours
+        self.kernel = kernel
         self._features: np.ndarray | None = None
         self._query_indices: np.ndarray | None = None
 
     # ------------------------------------------------------------------ properties
+    @property
+    def kernel_(self) -> str:
+        """The kernel in use, ``"numba"`` or ``"numpy"`` (``kernel="auto"`` resolved)."""
+        return "numpy" if self._nb is None else "numba"
+
     @property
     def features(self) -> np.ndarray:
         """``(n_query, n_features)`` float32, columns in :meth:`StructureConfig.feature_names` order."""
@@ -666,6 +705,11 @@ class StructureFunctions:
         ctx = _Context(cfg, fbox, lengths, pts, typ, self.neighbours)
         out = np.empty((q.size, cfg.n_features), dtype=np.float32)
         groups = ctx.groups(q, self.chunk_size)  # list of positions into q
+        if self._nb is not None:
+            _NumbaRun(self._nb, ctx).run(q, groups, out, self.n_threads, self._numba_threading)
+            self._features = out
+            self._query_indices = q
+            return self
 
         def run(pos):
             return pos, ctx.chunk(q[pos])
@@ -1144,3 +1188,221 @@ def _triangle(n: int):
 
 
 _WS = _Workspace()
+
+
+# ----------------------------------------------------------------------------- numba kernel
+_K_EXP, _K_MUL, _K_POW, _K_BASE = 0, 1, 2, 3  # program op kinds of adapters._structure_numba
+
+
+class _NumbaPlan:
+    """The grid of a config as flat arrays for the numba kernels (see ``_structure_numba``)."""
+
+    def __init__(self, cfg: StructureConfig, rad: _RadialPlan | None, ang: _AngularPlan | None, pair_slots):
+        i64, f64 = np.int64, np.float64
+        self.ns = len(cfg.species)
+        if rad is not None:
+            self.rc_r2 = float(rad.rc) ** 2
+            self.rad_n = int(rad.n)
+            self.rad_uniform = bool(rad.uniform)
+            self.rad_r = np.ascontiguousarray(rad.r, dtype=f64)
+            self.rad_L = float(rad.L)
+            if rad.uniform:
+                self.rad_order = np.ascontiguousarray(rad.order, dtype=i64)
+                self.rad_r0, self.rad_h, self.rad_W = float(rad.r0), float(rad.h), int(rad.W)
+                self.rad_cw = np.ascontiguousarray(rad.cw, dtype=f64)
+                self.rad_mlo, self.rad_next = int(rad.m_lo), int(rad.n_ext)
+            else:
+                self.rad_order = np.zeros(0, dtype=i64)
+                self.rad_r0, self.rad_h, self.rad_W = 0.0, 0.0, 0
+                self.rad_cw = np.zeros(1, dtype=f64)
+                self.rad_mlo, self.rad_next = 0, 0
+        else:
+            self.rc_r2, self.rad_n, self.rad_uniform, self.rad_L = 0.0, 0, False, 1.0
+            self.rad_r = np.zeros(0, dtype=f64)
+            self.rad_order = np.zeros(0, dtype=i64)
+            self.rad_r0, self.rad_h, self.rad_W = 0.0, 0.0, 0
+            self.rad_cw = np.zeros(1, dtype=f64)
+            self.rad_mlo, self.rad_next = 0, 0
+        # angular: slots and the two programs
+        e_ops: list[tuple[int, int, int, int, float]] = []
+        q_ops: list[tuple[int, int, int, int, float]] = []
+        e_row: list[int] = []
+        q_row: list[int] = []
+        if ang is not None and pair_slots:
+            self.rc_a2 = float(ang.rc) ** 2
+            self.c2 = 2.0 * ang.scale
+            if ang.e_powers is not None:
+                # row p = exp(-scale S)^p; one exp per pair, the rest by multiplication
+                e_ops.append((_K_EXP, 1, 0, 0, 1.0))
+                for k, a, b in ang.e_chain:
+                    e_ops.append((_K_MUL, k, a, b, 0.0))
+                e_row = list(ang.e_powers)
+                e_nrow = max(ang.e_powers) + 1
+            else:
+                for e, ratio in enumerate(ang.e_ratio):  # one exp per (pair, xi)
+                    e_ops.append((_K_EXP, e, 0, 0, float(ratio)))
+                e_row = list(range(ang.n_e))
+                e_nrow = ang.n_e
+            q_row = [0] * ang.n_q
+            nrow = 0
+            for lam, items, chain in ang.q_groups:
+                base = nrow
+                nrow += 1
+                q_ops.append((_K_BASE, base, 0, 0, float(lam)))
+                if chain is not None:
+                    row_of = {1: base}
+                    for k, a, b in chain:
+                        q_ops.append((_K_MUL, nrow, row_of[a], row_of[b], 0.0))
+                        row_of[k] = nrow
+                        nrow += 1
+                    for qn, z in items:
+                        q_row[qn] = row_of[int(z)]
+                else:
+                    for qn, z in items:
+                        q_ops.append((_K_POW, nrow, base, 0, float(z)))
+                        q_row[qn] = nrow
+                        nrow += 1
+            q_nrow = nrow
+            self.slot_x = np.array([x for x, _, _ in pair_slots], dtype=i64)
+            self.slot_y = np.array([y for _, y, _ in pair_slots], dtype=i64)
+            self.slot_col = np.array([c for _, _, c in pair_slots], dtype=i64)
+            self.t_e = np.ascontiguousarray(ang.e_of, dtype=i64)
+            self.t_q = np.ascontiguousarray(ang.q_of, dtype=i64)
+        else:
+            self.rc_a2, self.c2 = 0.0, 0.0
+            e_nrow = q_nrow = 0
+            self.slot_x = self.slot_y = self.slot_col = np.zeros(0, dtype=i64)
+            self.t_e = self.t_q = np.zeros(0, dtype=i64)
+
+        def prog(ops):
+            if not ops:
+                return (np.zeros(0, dtype=i64),) * 4 + (np.zeros(0, dtype=f64),)
+            cols = list(zip(*ops))
+            return tuple(np.array(c, dtype=i64) for c in cols[:4]) + (np.array(cols[4], dtype=f64),)
+
+        self.e_prog = prog(e_ops)
+        self.q_prog = prog(q_ops)
+        self.e_nrow, self.q_nrow = int(e_nrow), int(q_nrow)
+        self.e_row = np.array(e_row, dtype=i64)
+        self.q_row = np.array(q_row, dtype=i64)
+
+    def sum_args(self) -> tuple:
+        """The grid arguments of ``chunk_sums`` (after ``ns``), in order."""
+        return (self.rc_r2, self.rad_n, self.rad_uniform, self.rad_r, self.rad_order, self.rad_r0,
+                self.rad_h, self.rad_W, self.rad_cw, self.rad_mlo, self.rad_next, self.rad_L,
+                self.rc_a2, self.c2, self.slot_x, self.slot_y, self.slot_col, *self.e_prog, self.e_nrow,
+                self.e_row, *self.q_prog, self.q_nrow, self.q_row, self.t_e, self.t_q)
+
+
+class _NumbaRun:
+    """One frame through the numba kernels (cell list of ``_Context`` or freud bonds)."""
+
+    def __init__(self, nb, ctx: "_Context"):
+        self.nb = nb
+        self.ctx = ctx
+        cfg = ctx.cfg
+        self.plan = _NumbaPlan(cfg, ctx.rad, ctx.ang, ctx.pair_slots)
+        self.sargs = self.plan.sum_args()
+        n = len(ctx.pts)
+        vol = float(np.prod(ctx.L))
+        ball = (4.0 / 3.0 * math.pi * ctx.rq**3) if ctx.dim == 3 else (math.pi * ctx.rq**2)
+        self.per_query = int(1.25 * n * ball / vol) + 32  # expected bonds per query, with margin
+        if ctx.engine == "cells":
+            dim = ctx.dim
+            i64 = np.int64
+            pad = 3 - dim
+            self.cell_coord = np.ascontiguousarray(np.pad(ctx.cell_coord, ((0, 0), (0, pad))), dtype=i64)
+            self.nc = np.array(list(ctx.nc) + [1] * pad, dtype=i64)
+            self.L3 = np.array(list(ctx.L) + [1.0] * pad, dtype=np.float64)
+            self.inv_mi = np.array([1.0 / ctx.L[a] if ctx.minimg[a] else 0.0 for a in range(dim)] + [0.0] * pad)
+            self.stencil = np.ascontiguousarray(np.pad(ctx.stencil, ((0, 0), (0, pad))), dtype=i64)
+            o_parts, st_rows, off = [], [], 0
+            for o, st in ctx.by_cell:
+                o_parts.append(o)
+                st_rows.append(st + off)
+                off += o.size
+            self.o_all = np.ascontiguousarray(np.concatenate(o_parts), dtype=i64)
+            self.st_all = np.ascontiguousarray(np.stack(st_rows), dtype=i64)
+            self.ps = np.ascontiguousarray(ctx.pts[self.o_all])
+            self.pts = np.ascontiguousarray(ctx.pts, dtype=np.float64)
+            self.rq2 = float(ctx.rq) ** 2
+
+    def _cell_args(self) -> tuple:
+        return (self.pts, self.cell_coord, self.nc, self.L3, self.inv_mi, self.stencil, self.o_all,
+                self.st_all, self.ps, self.rq2)
+
+    @staticmethod
+    def _raise_coincident(err) -> None:
+        if err[0] >= 0:
+            raise DataError(f"particles {int(err[0])} and {int(err[1])} are at the same position")
+
+    def chunk(self, qidx: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
+        """Features of the queries qidx into out[pos] (float32 rows)."""
+        nb = self.nb
+        qidx = np.ascontiguousarray(qidx, dtype=np.int64)
+        pos = np.ascontiguousarray(pos, dtype=np.int64)
+        err = np.full(2, -1, dtype=np.int64)
+        if self.ctx.engine == "cells":
+            nb.chunk_features(qidx, pos, out, qidx.size * self.per_query, *self._cell_args(), err,
+                              self.plan.ns, *self.sargs)
+            self._raise_coincident(err)
+        else:
+            nb.chunk_sums(*self._freud_csr(qidx), pos, out, self.plan.ns, *self.sargs)
+
+    def _freud_csr(self, qidx: np.ndarray):
+        """CSR bonds of qidx from the freud neighbour lists (grouped by query, then species)."""
+        ctx = self.ctx
+        parts = []
+        for s in range(ctx.ns):
+            qi, vec, d2 = ctx._bonds(qidx, s)
+            ok = d2 > 0.0
+            parts.append((qi[ok], vec[:, ok], d2[ok], np.full(int(ok.sum()), s, dtype=np.int64)))
+        qi = np.concatenate([p[0] for p in parts])
+        key = qi.astype(np.int64) * ctx.ns + np.concatenate([p[3] for p in parts])
+        order = np.argsort(key, kind="stable")
+        vec = np.concatenate([p[1] for p in parts], axis=1)[:, order]
+        d2 = np.ascontiguousarray(np.concatenate([p[2] for p in parts])[order])
+        nsp = np.ascontiguousarray(np.concatenate([p[3] for p in parts])[order])
+        ptr = np.searchsorted(qi[order], np.arange(qidx.size + 1)).astype(np.int64)
+        zero = np.zeros(d2.size)
+        dx = np.ascontiguousarray(vec[0])
+        dy = np.ascontiguousarray(vec[1])
+        dz = np.ascontiguousarray(vec[2]) if ctx.dim == 3 else zero
+        return ptr, nsp, dx, dy, dz, d2
+
+    def run(self, q, groups, out, n_threads: int, threading_mode: str = "pool") -> None:
+        if not groups:
+            return
+        if threading_mode == "prange" and self.ctx.engine == "cells" and n_threads > 1:
+            self._run_prange(q, groups, out, n_threads)
+            return
+
+        def one(pos):
+            self.chunk(q[pos], pos, out)
+
+        if n_threads > 1 and len(groups) > 1:
+            with ThreadPoolExecutor(max_workers=n_threads) as ex:
+                for _ in ex.map(one, groups):
+                    pass
+        else:
+            for g in groups:
+                one(g)
+
+    def _run_prange(self, q, groups, out, n_threads: int) -> None:
+        import numba
+
+        nb = self.nb
+        gptr = np.concatenate(([0], np.cumsum([g.size for g in groups]))).astype(np.int64)
+        pall = np.ascontiguousarray(np.concatenate(groups), dtype=np.int64)
+        qall = np.ascontiguousarray(q[pall], dtype=np.int64)
+        errs = np.full((len(groups), 2), -1, dtype=np.int64)
+        cap = int(max(g.size for g in groups)) * self.per_query
+        prev = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            nb.all_chunks_prange(gptr, qall, pall, out, cap, *self._cell_args(), errs, self.plan.ns,
+                                 *self.sargs)
+        finally:
+            numba.set_num_threads(prev)
+        for err in errs:
+            self._raise_coincident(err)

@@ -50,6 +50,8 @@ import numpy as np
 from diag.errors import DataError
 
 POSITION_KINDS = ("wrapped", "unwrapped", "any-image")
+#: a position farther than this many box lengths from the origin is refused, whatever its kind
+MAX_BOX_LENGTHS = 1e9
 UNWRAP_METHODS = ("images", "file", "minimum-image")
 
 
@@ -363,17 +365,34 @@ class Trajectory:
     # --------------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[Frame]:
         """Yield checked frames in order (a fresh pass over the file)."""
+        from adapters.readers import DATA_EXCEPTIONS, reader_failure
+
         count = 0
         state: dict = {}
         self.frame_interval_steps = None
         self.frame_interval_time = None
-        for frame in self._frames():
-            if frame.index != count:
-                raise DataError(f"frame {count}: reader yielded frame {frame.index} out of order", self.path)
-            self.check_frame(frame)
-            self._check_interval(frame, state)
-            count += 1
-            yield frame
+        frames = self._frames()
+        try:
+            while True:
+                # hostile values (NaN payloads, 1e308, ...) must give a DataError from the
+                # checks below, not RuntimeWarnings on stderr
+                with np.errstate(all="ignore"):
+                    try:
+                        frame = next(frames)
+                    except StopIteration:
+                        break
+                    except DATA_EXCEPTIONS as exc:  # a reader that let a low-level error slip
+                        raise reader_failure(exc, self.path, f"frame {count}: ") from None
+                    if frame.index != count:
+                        raise DataError(f"frame {count}: reader yielded frame {frame.index} out of order", self.path)
+                    self.check_frame(frame)
+                    self._check_interval(frame, state)
+                count += 1
+                yield frame
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
         if count != self.n_frames:
             raise DataError(
                 f"the file holds {count} complete frames, but {self.n_frames} were announced "
@@ -401,9 +420,19 @@ class Trajectory:
         if not np.isfinite(pos).all():
             i = int(np.argwhere(~np.isfinite(pos))[0, 0])
             raise DataError(f"frame {k}: position of particle {i} is not finite", p)
+        far = np.abs(pos) > MAX_BOX_LENGTHS * float(np.max(frame.box.L))
+        if far.any():  # whatever the kind: beyond any physical run, and p_hop would overflow
+            i, a = (int(x) for x in np.argwhere(far)[0])
+            raise DataError(
+                f"frame {k}: particle {i} is absurdly far from the box ({'xyz'[a]} = {pos[i, a]:g}, more than "
+                f"{MAX_BOX_LENGTHS:g} box lengths); damaged file or wrong units?",
+                p,
+            )
         if frame.image is not None:
             if frame.image.shape != (n, d):
                 raise DataError(f"frame {k}: image flags have shape {frame.image.shape}, expected ({n}, {d})", p)
+            if not np.issubdtype(np.asarray(frame.image).dtype, np.integer):
+                raise DataError(f"frame {k}: image flags must be integers, got {frame.image.dtype}", p)
         elif self.has_images:
             raise DataError(f"frame {k}: image flags missing (present in other frames)", p)
         if frame.position_kind == "wrapped":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -358,6 +358,8 @@ class AuditResult:
     warnings: list[str]
     softness_units: str = SOFTNESS_UNITS
     curves: dict = field(default_factory=dict)
+    selection: Any = None  # diag.selection.SelectionResult when the diagnostics ran
+    verdict: Any = None  # diag.verdict.Verdict
     extras: dict = field(default_factory=dict)
 
 
@@ -405,7 +407,12 @@ def dataset_summary(ds: Dataset) -> dict:
     }
 
 
-def audit(ds: Dataset, options: AuditOptions | None = None, progress: Callable[[str], None] | None = None) -> AuditResult:
+def audit(
+    ds: Dataset,
+    options: AuditOptions | None = None,
+    progress: Callable[..., None] | None = None,
+    selection_options=None,
+) -> AuditResult:
     """Run the softness analysis properly and measure how far its barriers can be trusted.
 
     Parameters
@@ -413,7 +420,11 @@ def audit(ds: Dataset, options: AuditOptions | None = None, progress: Callable[[
     ds : Dataset
     options : AuditOptions, optional
     progress : callable, optional
-        Called with the name of each stage as it starts (for progress displays).
+        ``progress(stage)`` as each stage starts, and ``progress(stage, done, total)``
+        inside counted stages (for progress displays).
+    selection_options : diag.selection.SelectionOptions, optional
+        Run the feature-set diagnostics (RFE, coarsening, learning curve, C sweep) on
+        the same split; their result is attached as ``selection``.
 
     Returns
     -------
@@ -480,7 +491,15 @@ def audit(ds: Dataset, options: AuditOptions | None = None, progress: Callable[[
             "E_true": ds.energy[te][pick].tolist(),
             "E_inf": inferred_energy(S[pick], inf.arrhenius.e0, inf.arrhenius.e1).tolist(),
         }
-    return AuditResult(
+    selection = None
+    if selection_options is not None:
+        from .selection import run_selection
+
+        selection = run_selection(ds, options, selection_options, progress=progress)
+        for w in selection.warnings:
+            if w not in warn:
+                warn.append(w)
+    result = AuditResult(
         dataset=dataset_summary(ds),
         options=options,
         classifier=clf,
@@ -491,4 +510,9 @@ def audit(ds: Dataset, options: AuditOptions | None = None, progress: Callable[[
         truth=inf.truth,
         warnings=warn,
         curves=curves,
+        selection=selection,
     )
+    from .verdict import make_verdict
+
+    result.verdict = make_verdict(result, selection)
+    return result

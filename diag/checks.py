@@ -33,7 +33,6 @@ from .selection import (
     _criterion_of,
     _note,
     _num,
-    _pair,
     softness_of,
 )
 
@@ -200,7 +199,7 @@ class LearningCurve:
             "sizes": [int(s) for s in self.sizes],
             "repeats": int(self.repeats),
             "criterion": self.criterion,
-            "summary": [{k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()} for row in self.summary()],
+            "rows": [{k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()} for row in self.summary()],
             "points": [{"n_per_class": int(p.n_per_class), "repeat": int(p.repeat), "converged": bool(p.converged),
                         **p.evaluation.to_dict()} for p in self.points],
             "test": None if self.test is None else self.test.to_dict(),

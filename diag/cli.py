@@ -172,6 +172,26 @@ def _add_audit_options(p) -> None:
     p.add_argument("--json", metavar="OUT.json", default=None, help="write the report as JSON")
     p.add_argument("--plots", metavar="DIR", default=None, help="write PNG figures into DIR (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    g = p.add_argument_group("feature-set diagnostics (docs/selection.md)")
+    g.add_argument("--rfe", action=argparse.BooleanOptionalAction, default=True,
+                   help="recursive feature elimination with the variance criterion (default on)")
+    g.add_argument("--coarsen", action=argparse.BooleanOptionalAction, default=True,
+                   help="compare grid coarsenings and feature families (default on)")
+    g.add_argument("--checks", action=argparse.BooleanOptionalAction, default=True,
+                   help="learning curve and C sweep (default on)")
+    g.add_argument("--folds", type=_nonneg_int, default=3, help="grouped folds for RFE ranking stability (default 3)")
+
+
+def _selection_from_args(args):
+    """SelectionOptions from the flags, or None when every diagnostic is switched off."""
+    if not (args.rfe or args.coarsen or args.checks):
+        return None
+    from .selection import SelectionOptions
+
+    return SelectionOptions(
+        rfe=args.rfe, coarsen=args.coarsen, families=args.coarsen, learning_curve=args.checks,
+        c_sweep=args.checks, n_folds=args.folds, seed=args.seed,
+    ).validate()
 
 
 def _add_audit(sub) -> None:
@@ -233,7 +253,7 @@ def _run_audit(args) -> int:
     log = _stderr_console(args.quiet)
     with threadpool_limits(limits=args.threads), _Progress(args.quiet) as progress:
         ds = _load_or_build(args, inputs, progress, log)
-        result = audit(ds, options, progress=progress)
+        result = audit(ds, options, progress=progress, selection_options=_selection_from_args(args))
     render_audit(result, _stdout_console())
     _write_outputs(result, args, log, protect=tuple(inputs))
     return 0
@@ -329,7 +349,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads (default 1)")
     p.add_argument("--json", metavar="OUT.json", default=None, help="write the report as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    p.add_argument("--plots", metavar="DIR", default=None, help="write PNG figures into DIR (needs matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_run_demo)
 
 
@@ -342,20 +363,32 @@ def _run_demo(args) -> int:
 
     from .audit import AuditOptions, audit
     from .dataset import read_dataset
-    from .report.json import audit_to_dict, write_json
     from .report.terminal import render_audit
+    from .selection import SelectionOptions
 
+    if args.plots:
+        _check_plots_available(args.plots)
     log = _stderr_console(args.quiet)
+    out = _stdout_console()
+    out.rule("glass-diag demo")
+    out.print(
+        "A toy liquid with known barriers E = x1 + ... + x10 (METHOD section 3), described by 24 inputs: "
+        "the 10 energy coordinates, 4 pure-noise coordinates and the 10 cubes x_k^3, which are strongly "
+        "correlated with the coordinates but carry no energy. A linear SVM with a small C (1e-3, 1000 "
+        "samples per class) predicts rearrangements almost as well as possible, yet its barriers come out "
+        "too narrow. The audit detects this without the truth and recommends the feature set that fixes it; "
+        "the last line of the verdict compares with the known barriers.\n",
+        highlight=False,
+    )
     with tempfile.TemporaryDirectory(prefix="glass-diag-demo-") as tmp:
         path = os.path.join(tmp, "toy.h5")
-        log.log("building the toy dataset (10 energy coordinates + 4 noise, T = 0.5 ... 1.0)")
-        ToyModel().to_dataset(per_temperature=50_000, seed=args.seed).write(path)
+        ToyModel(extra="cube").to_dataset(per_temperature=50_000, seed=args.seed).write(path)
         ds = read_dataset(path)
-        with threadpool_limits(limits=args.threads):
-            result = audit(ds, AuditOptions(seed=args.seed), progress=lambda s: log.log(f"[dim]{s}[/]"))
-        render_audit(result, _stdout_console())
-        if args.json:
-            write_json(audit_to_dict(result), args.json)
+        options = AuditOptions(C=1e-3, train_per_class=1000, seed=args.seed)
+        with threadpool_limits(limits=args.threads), _Progress(args.quiet) as progress:
+            result = audit(ds, options, progress=progress, selection_options=SelectionOptions(seed=args.seed))
+        render_audit(result, out)
+        _write_outputs(result, args, log)
     return 0
 
 

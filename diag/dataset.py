@@ -23,7 +23,10 @@ Producers build a :class:`Dataset` and call :meth:`Dataset.write`; consumers cal
 from __future__ import annotations
 
 import json
+import mmap
 import os
+import stat
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,6 +292,8 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
         raise DataError("no such file", p)
     if os.path.isdir(p):
         raise DataError("is a directory, expected an HDF5 dataset file", p)
+    if not stat.S_ISREG(os.stat(p).st_mode):
+        raise DataError("is not a regular file (a pipe, device or socket?); expected an HDF5 dataset file", p)
     if not os.access(p, os.R_OK):
         raise DataError("file is not readable (permission denied)", p)
     try:
@@ -297,6 +302,7 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
         raise DataError(f"cannot open: {exc}", p) from None
     if not is_h5:
         raise DataError("not an HDF5 file", p)
+    check_hdf5_heaps(p)
     try:
         with h5py.File(p, "r") as f:
             fmt = f.attrs.get("format")
@@ -310,9 +316,14 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
             if "samples" not in f:
                 raise DataError("missing group 'samples' (not a glass-diag dataset?)", p)
             s = f["samples"]
+            if not isinstance(s, h5py.Group):
+                raise DataError("'samples' is not a group (not a glass-diag dataset?)", p)
             for key in _REQUIRED:
                 if key not in s or not isinstance(s[key], h5py.Dataset):
                     raise DataError(f"missing dataset 'samples/{key}'", p)
+            for key in _OPTIONAL:
+                if key in s and not isinstance(s[key], h5py.Dataset):
+                    raise DataError(f"'samples/{key}' is not a dataset", p)
             X = s["features"]
             if X.ndim != 2:
                 raise DataError(f"samples/features must be 2-D, got shape {X.shape}", p)
@@ -322,29 +333,43 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
             from .resources import AUDIT_MEMORY_FACTOR, check_memory
 
             check_memory(AUDIT_MEMORY_FACTOR * 4.0 * n * d, f"loading {n} x {d} features", p)
+            # shapes before contents: a damaged header can claim any size
+            for key in ("label", "temperature", "group", *_OPTIONAL):
+                if key in s and s[key].shape != (n,):
+                    raise DataError(
+                        f"samples/{key} has shape {s[key].shape}, expected ({n},) to match samples/features", p
+                    )
             arrays: dict[str, Any] = {"features": _read_array(X, p, np.float32)}
             for key in ("label", "temperature", "group"):
                 arrays[key] = _read_array(s[key], p, None)
             for key in _OPTIONAL:
                 if key in s:
                     arrays[key] = _read_array(s[key], p, None)
-            if "features" in f and "name" in f["features"]:
+            if "features" in f and isinstance(f["features"], h5py.Group) and "name" in f["features"]:
                 g = f["features"]
+                for key in ("name", "family", "params"):
+                    if key in g and (not isinstance(g[key], h5py.Dataset) or g[key].shape != (d,)):
+                        shape = getattr(g[key], "shape", "not a dataset")
+                        raise DataError(f"features/{key} has shape {shape}, expected ({d},)", p)
                 names = [_as_str(v) for v in g["name"][()]]
                 fam = [_as_str(v) for v in g["family"][()]] if "family" in g else None
                 params = None
                 if "params" in g:
                     try:
                         params = [json.loads(_as_str(v)) for v in g["params"][()]]
-                    except json.JSONDecodeError:
+                    except (json.JSONDecodeError, RecursionError):
                         raise DataError("features/params holds invalid JSON", p) from None
+                    if not all(isinstance(q, dict) for q in params):
+                        raise DataError("features/params must hold one JSON object per feature", p)
             else:
                 names, fam, params = [f"f{j}" for j in range(d)], None, None
             conventions = _json_attr(f, "conventions", p)
             provenance = _json_attr(f, "provenance", p)
     except DataError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, OverflowError) as exc:
+        # h5py reports damaged metadata as RuntimeError (and as AttributeError when an object
+        # is not the kind expected, e.g. a named datatype where a dataset should be)
         raise DataError(f"cannot read HDF5 file ({_short(exc)})", p) from None
     for key in ("label", "temperature", "group", *_OPTIONAL):
         a = arrays.get(key)
@@ -365,13 +390,88 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
     return ds.validate()
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_GCOL = b"GCOL\x01"  # global heap collection, version 1
+
+
+def _length_size(m) -> int:
+    """Size of lengths (bytes) from the HDF5 superblock; 8 when it cannot be read."""
+    off = 0
+    while off + 16 <= len(m) and off <= 1 << 20:
+        if m[off : off + 8] == _HDF5_SIGNATURE:
+            version = m[off + 8]
+            size = m[off + 14] if version in (0, 1) else m[off + 10]
+            return size if size in (2, 4, 8) else 8
+        off = 512 if off == 0 else off * 2
+    return 8
+
+
+def check_hdf5_heaps(path: str) -> None:
+    """Refuse an HDF5 file whose global heap would send libhdf5 into an endless loop.
+
+    Variable-length data (strings) live in global heap collections. libhdf5 (up to
+    at least 2.0.0) decodes a collection by stepping from object to object by each
+    object's stored size, and loops for ever on a damaged collection whose free-space
+    object has size 0 (found by fuzzing). Nothing can interrupt that loop, so the
+    collections are checked here, the way libhdf5 walks them, before it sees them.
+
+    Raises
+    ------
+    DataError
+        A collection whose objects do not tile it.
+    """
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                _check_collections(m, path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read ({_short(exc)})", path) from None
+
+
+def _check_collections(m, path: str) -> None:
+    size = len(m)
+    ls = _length_size(m)
+    fmt = {2: "<H", 4: "<I", 8: "<Q"}[ls]
+    hdr = 8 + ls  # "GCOL", version, 3 reserved, collection size
+    obj_hdr = 8 + ls  # index (2), references (2), reserved (4), object size
+    i = m.find(_GCOL)
+    while i >= 0:
+        if i + hdr <= size:
+            (csize,) = struct.unpack(fmt, m[i + 8 : i + hdr])
+            end = i + csize
+            if hdr <= csize and end <= size:  # else libhdf5 refuses the collection itself
+                p = i + hdr
+                while p < end:
+                    if p + obj_hdr > end:
+                        break  # a tail too small for an object: free space
+                    idx = m[p] | (m[p + 1] << 8)
+                    (osize,) = struct.unpack(fmt, m[p + 8 : p + obj_hdr])
+                    need = obj_hdr + ((osize + 7) // 8) * 8 if idx > 0 else osize
+                    if need == 0 or need > end - p:
+                        raise DataError(
+                            f"damaged HDF5 global heap at byte {i} (object at byte {p} has size {osize}); "
+                            "the file is corrupt and the HDF5 library cannot read it",
+                            path,
+                        )
+                    p += need
+        i = m.find(_GCOL, i + 4)
+
+
 def _read_array(dset, path: str, dtype) -> np.ndarray:
     try:
         arr = dset[()]
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read '{dset.name}' ({_short(exc)}); the file may be truncated", path) from None
     arr = np.asarray(arr)
-    return arr.astype(dtype, copy=False) if dtype is not None else arr
+    if dtype is None:
+        return arr
+    try:
+        with np.errstate(all="ignore"):  # out-of-range values become inf; validate() names them
+            return arr.astype(dtype, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"cannot read '{dset.name}' as numbers ({_short(exc)})", path) from None
 
 
 def _json_attr(f, key: str, path: str) -> dict:
@@ -380,7 +480,7 @@ def _json_attr(f, key: str, path: str) -> dict:
         return {}
     try:
         val = json.loads(_as_str(raw))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise DataError(f"file attribute '{key}' is not valid JSON", path) from None
     if not isinstance(val, dict):
         raise DataError(f"file attribute '{key}' must be a JSON object", path)

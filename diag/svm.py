@@ -5,16 +5,17 @@ The estimator :class:`SoftnessSVM` and the lower-level :func:`fit_hinge` minimis
     P(w, b) = 0.5 ||w||^2 + sum_i u_i max(0, 1 - y_i (w . z_i + b)),   u_i = C s_i,
 
 the libsvm ``SVC(kernel="linear")`` objective (true hinge, unregularised intercept, summed
-loss), on standardised features ``z``. The solver works in the primal (Chapelle 2007):
-Newton's method on a Huber-smoothed hinge whose quadratic band ``|t| <= h`` (``t`` =
-1 - margin) shrinks by continuation, plus an exact finishing step that solves the
-optimality system of the true hinge on the margin points. Convergence is certified by
-the duality gap of the true hinge problem, never by the smoothed objective. See
-``docs/svm.md`` for the algorithm, the convergence criterion and benchmark figures.
+loss), on standardised features ``z``. The solver works in the primal (after Chapelle,
+2007): Newton's method with exact line search on a Huber-smoothed hinge whose quadratic
+band ``|t| <= h`` (``t = 1 - y f``) shrinks by continuation, and an exact finishing step:
+the true hinge problem restricted to the samples near the margin (the others frozen on
+their side) is solved in memory and certified on all samples with one pass.
 
-Passes over the data run row-chunk by row-chunk, in the data's own dtype (float32 data
-gives float32 BLAS products); every reduction that feeds the gradient, the certificate
-or the reported objective is accumulated in float64.
+Convergence is certified by the duality gap of the true hinge problem (an upper bound on
+``P - min P``), never by the smoothed objective. Passes over the data run chunk by chunk
+in the data's dtype (float32 products for float32 data) during the Newton steps; the
+gradient, the certificate and the reported objective are accumulated in float64, and the
+final certificate comes from a float64 pass. See ``docs/svm.md``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.validation import check_is_fitted
 
-from diag.errors import DataError, InsufficientDataError
+from diag.errors import DataError, FitError, InsufficientDataError
 
 __all__ = ["HingeResult", "SoftnessSVM", "fit_hinge", "standardize"]
 
@@ -45,6 +46,8 @@ _SUBSAMPLE_MIN_N = 150_000
 _COPY_FRACTION = 0.75
 # Smallest smoothing width; below it the Huber Hessian is too ill-conditioned to help.
 _H_MIN = 1e-13
+# Smallest factor by which h shrinks between stages on generic data (larger jumps make
+# each stage need more Newton steps than they save).
 _H_FACTOR_MIN = 0.1
 # Bands up to this size use the augmented (band-row) Newton system, which stays
 # accurate when h is tiny; larger bands use the (k+1)^2 normal equations.
@@ -237,20 +240,21 @@ class _Design:
         self.passes += 1
         return (self.Z @ self._full(w, self.Z.dtype)).astype(np.float64, copy=False)
 
-    def pass_exact(self, w: np.ndarray, b: float, V) -> tuple[np.ndarray, np.ndarray]:
-        """Margins ``o = Z w + b`` and ``Z^T V`` in float64 arithmetic, in one chunked pass.
+    def pass_exact(self, w: np.ndarray, b: float, V) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Margins ``o = Z w + b`` and products ``Z^T v`` in float64 arithmetic, in one pass.
 
         Parameters
         ----------
         w : ndarray, shape (k,)
         b : float
-        V : ndarray, shape (n, m), or callable ``V(o_chunk, start, stop) -> (stop - start, m)``
-            The callable form lets the weights depend on the margins just computed.
+        V : sequence of m ndarrays of shape (n,), or a callable
+            ``V(o_chunk, start, stop) -> sequence of m arrays of shape (stop - start,)``;
+            the callable form lets the weights depend on the margins just computed.
 
         Returns
         -------
         o : ndarray, shape (n,)
-        ZtV : ndarray, shape (k, m)
+        ZtV : list of m ndarrays of shape (k,)
         """
         self.passes += 1
         wf = self._full(w, np.float64)
@@ -268,11 +272,11 @@ class _Design:
                 blk[...] = Z[s:e]
             o[s:e] = blk @ wf
             o[s:e] += b
-            Vc = V(o[s:e], s, e) if callable(V) else V[s:e]
-            part = blk.T @ Vc
-            acc = part if acc is None else acc + part
+            vs = V(o[s:e], s, e) if callable(V) else [v[s:e] for v in V]
+            parts = [blk.T @ v for v in vs]  # separate gemv calls beat one (k, 2) gemm
+            acc = parts if acc is None else [a + p for a, p in zip(acc, parts)]
         if self.cols is not None:
-            acc = acc[self.cols]
+            acc = [a[self.cols] for a in acc]
         return o, acc
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
@@ -305,7 +309,8 @@ def _line_search(t: np.ndarray, dlt: np.ndarray, u: np.ndarray, h: float, c0: fl
     h : float
         Half-width of the smoothing band.
     c0, c1 : float
-        ``w . dw`` and ``||dw||^2`` (the regulariser's contribution to phi').
+        phi'(a) terms from the regulariser and the frozen samples: ``c0 = w . dw``
+        minus the frozen linear terms, ``c1 = ||dw||^2``.
 
     Returns
     -------
@@ -341,19 +346,20 @@ def _line_search(t: np.ndarray, dlt: np.ndarray, u: np.ndarray, h: float, c0: fl
         a = -A0 / A1 if A1 > 0 else hi
         return float(min(max(a, lo), hi)), lo == 0.0
     tc, dc, uc, rl, rh = t[cross], dlt[cross], ud[cross], r_lo[cross], r_hi[cross]
-    uc2 = uc * dc * inv2h  # slope a band member adds
-    ucb = uc * (tc + h) * inv2h  # its intercept
-    # events, t decreasing (dlt > 0): L->B at (t-h)/dlt, B->R at (t+h)/dlt
-    # events, t increasing (dlt < 0): R->B at (t+h)/dlt, B->L at (t-h)/dlt
-    ev_a, ev_0, ev_1 = [], [], []
-    m = (dc > 0) & (rl == 1)  # L -> B
-    ev_a.append((tc[m] - h) / dc[m]); ev_0.append(uc[m] - ucb[m]); ev_1.append(uc2[m])
-    m = (dc > 0) & (rh == -1)  # B -> R
-    ev_a.append((tc[m] + h) / dc[m]); ev_0.append(ucb[m]); ev_1.append(-uc2[m])
-    m = (dc < 0) & (rl == -1)  # R -> B
-    ev_a.append((tc[m] + h) / dc[m]); ev_0.append(-ucb[m]); ev_1.append(uc2[m])
-    m = (dc < 0) & (rh == 1)  # B -> L
-    ev_a.append((tc[m] - h) / dc[m]); ev_0.append(ucb[m] - uc[m]); ev_1.append(-uc2[m])
+    slope = uc * dc * inv2h  # what a band member adds to A1
+    icpt = uc * (tc + h) * inv2h  # and subtracts from A0
+    # Region changes inside the bracket (L: t > h, B: band, R: t < -h). Moving with a,
+    # t decreases when dlt > 0 (L -> B at (t - h)/dlt, B -> R at (t + h)/dlt) and
+    # increases when dlt < 0 (R -> B at (t + h)/dlt, B -> L at (t - h)/dlt).
+    events = (
+        ((dc > 0) & (rl == 1), -h, uc - icpt, slope),  # L -> B
+        ((dc > 0) & (rh == -1), h, icpt, -slope),  # B -> R
+        ((dc < 0) & (rl == -1), h, -icpt, slope),  # R -> B
+        ((dc < 0) & (rh == 1), -h, icpt - uc, -slope),  # B -> L
+    )
+    ev_a = [(tc[m] + shift) / dc[m] for m, shift, _, _ in events]
+    ev_0 = [d0[m] for m, _, d0, _ in events]
+    ev_1 = [d1[m] for m, _, _, d1 in events]
     ea = np.concatenate(ev_a)
     order = np.argsort(ea, kind="stable")
     ea = np.clip(ea[order], lo, hi)
@@ -434,12 +440,12 @@ class _HuberNewton:
         def weights(o: np.ndarray, s: int, e: int) -> np.ndarray:
             a = self.u[s:e] * np.clip((h - y[s:e] * o + 1.0) * (0.5 / h), 0.0, 1.0)
             self.alpha[s:e] = a
-            return np.stack((a * y[s:e], a * self.pos[s:e]), axis=1)
+            return a * y[s:e], a * self.pos[s:e]
 
-        self.o, GG = X.pass_exact(self.w, self.b, weights)
+        self.o, (g, gp) = X.pass_exact(self.w, self.b, weights)
         self.t = 1.0 - y * self.o
-        self.G = frozen.G + GG[:, 0]
-        self.Gp = frozen.Gp + GG[:, 1]
+        self.G = frozen.G + g
+        self.Gp = frozen.Gp + gp
         if not np.all(np.isfinite(self.o)):
             raise SVMInputError("Z (or the initial coefficients) contains NaN or infinite values")
         self._build_hessian()
@@ -454,21 +460,19 @@ class _HuberNewton:
 
     def _exact_gradient(self) -> None:
         """Recompute o, t, G, Gp with one exact float64 pass (removes incremental drift)."""
-        V = np.stack((self.alpha * self.y, self.alpha * self.pos), axis=1)
-        self.o, GG = self.X.pass_exact(self.w, self.b, V)
+        self.o, (g, gp) = self.X.pass_exact(self.w, self.b, (self.alpha * self.y, self.alpha * self.pos))
         self.t = 1.0 - self.y * self.o
-        self.G = self.F.G + GG[:, 0]
-        self.Gp = self.F.Gp + GG[:, 1]
+        self.G = self.F.G + g
+        self.Gp = self.F.Gp + gp
 
     def _update_alpha(self, alpha_new: np.ndarray) -> None:
         """Move G, Gp to a new alpha using only the rows whose alpha changed."""
         changed = np.flatnonzero(alpha_new != self.alpha)
         if changed.size > self.X.n // 3:  # gathering that many rows costs more than a pass
             self.alpha = alpha_new
-            V = np.stack((alpha_new * self.y, alpha_new * self.pos), axis=1)
-            _, GG = self.X.pass_exact(self.w, self.b, V)
-            self.G = self.F.G + GG[:, 0]
-            self.Gp = self.F.Gp + GG[:, 1]
+            _, (g, gp) = self.X.pass_exact(self.w, self.b, (alpha_new * self.y, alpha_new * self.pos))
+            self.G = self.F.G + g
+            self.Gp = self.F.Gp + gp
             return
         da = alpha_new[changed] - self.alpha[changed]
         for s in range(0, changed.size, _GATHER):
@@ -562,10 +566,9 @@ class _HuberNewton:
 
     def verify(self, w, b, alpha) -> tuple[_Cert, np.ndarray]:
         """Certificate recomputed from one exact float64 pass; also returns o = Z w + b."""
-        V = np.stack((alpha * self.y, alpha * self.pos), axis=1)
-        o, GG = self.X.pass_exact(w, b, V)
+        o, (g, gp) = self.X.pass_exact(w, b, (alpha * self.y, alpha * self.pos))
         t = 1.0 - self.y * o
-        return self.cert_at(w, b, t, alpha, self.F.G + GG[:, 0], self.F.Gp + GG[:, 1]), o
+        return self.cert_at(w, b, t, alpha, self.F.G + g, self.F.Gp + gp), o
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -673,7 +676,9 @@ def _solve(X: _Design, y: np.ndarray, u: np.ndarray, w0: np.ndarray, b0: float, 
     samples near the margin, or the KKT system of the band); then h shrinks. Stops when
     the duality gap, recomputed with an exact pass, is at most tol times the objective.
     """
-    S = _HuberNewton(X, y, u, w0, b0, h0, frozen if frozen is not None else _Frozen(np.zeros(X.k), np.zeros(X.k)))
+    if frozen is None:
+        frozen = _Frozen(np.zeros(X.k), np.zeros(X.k))
+    S = _HuberNewton(X, y, u, w0, b0, h0, frozen)
     S.max_iter = max_iter
     if warm:
         # Near an optimum the samples off the margin keep their side: try the exact
@@ -733,7 +738,8 @@ def _solve(X: _Design, y: np.ndarray, u: np.ndarray, w0: np.ndarray, b0: float, 
             # w = 0); p is measured from the previous stage and h jumps to the target.
             p = 2.0
             if prev_stage is not None and cert.smooth > 0 and prev_stage[1] > 0:
-                p = float(np.clip(np.log(prev_stage[1] / cert.smooth) / np.log(prev_stage[0] / S.h), 1.0, 2.0))
+                p = np.log(prev_stage[1] / cert.smooth) / np.log(prev_stage[0] / S.h)
+                p = float(np.clip(p, 1.0, 2.0))
             prev_stage = (S.h, cert.smooth)
             f = (0.1 * tol * cert.P / cert.smooth) ** (1.0 / p) if cert.smooth > 0 and cert.P > 0 else 0.01
             S.set_h(max(S.h * float(np.clip(f, _H_FACTOR_MIN if p > 1.5 else 0.01, 0.3)), _H_MIN))
@@ -973,8 +979,12 @@ class SoftnessSVM(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    X is standardised into a working copy of its own float dtype (float32 stays float32:
-    for 1e6 x 166 that is 664 MB extra); integer input is converted to float64.
+    ``fit`` standardises X into a working copy of X's own float dtype (float32 stays
+    float32: 664 MB for 1e6 x 166; integers become float64), so pass float32 for large
+    data. The mean and scale are unweighted (``sample_weight`` enters the loss only) and
+    accumulated in float64. The solver and its convergence certificate are described in
+    :func:`fit_hinge` and ``docs/svm.md``. A fit that stops at ``max_iter`` without the
+    certificate sets ``converged_ = False`` and emits a ``ConvergenceWarning``.
     """
 
     def __init__(self, C: float = 1.0, tol: float = 1e-6, max_iter: int = 200, warm_start: bool = False):
@@ -984,7 +994,21 @@ class SoftnessSVM(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
 
     def fit(self, X, y, sample_weight=None) -> "SoftnessSVM":
-        """Fit on features X (n, d) and labels y in {0, 1} (n,); returns self."""
+        """Standardise X and solve the hinge-loss SVM.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            Raw features (float32 is kept as float32).
+        y : array_like, shape (n_samples,)
+            Labels R in {0, 1}.
+        sample_weight : array_like, shape (n_samples,), optional
+            Non-negative per-sample loss weights (default 1).
+
+        Returns
+        -------
+        self
+        """
         X = _as_2d_float(X)
         y = _as_labels(y, X.shape[0])
         init = None
@@ -1023,7 +1047,16 @@ class SoftnessSVM(ClassifierMixin, BaseEstimator):
         return tags
 
     def decision_function(self, X) -> np.ndarray:
-        """``w . z + b`` for each row of X (n, d); returns shape (n,), float64."""
+        """Signed score ``w . z + b`` with ``z = (x - mean_) / scale_``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_samples,), float64
+        """
         check_is_fitted(self, "coef_")
         X = _as_2d_float(X)
         if X.shape[1] != self.n_features_in_:
@@ -1045,8 +1078,11 @@ class SoftnessSVM(ClassifierMixin, BaseEstimator):
         -------
         ndarray, shape (n_samples,)
         """
-        return self.decision_function(X) / np.linalg.norm(self.coef_)
+        norm = float(np.linalg.norm(self.coef_))
+        if norm == 0.0:
+            raise FitError("the fitted weights are all zero: the hyperplane (hence S) is undefined")
+        return self.decision_function(X) / norm
 
     def predict(self, X) -> np.ndarray:
-        """Predicted labels R in {0, 1}, shape (n,)."""
+        """Predicted labels R in {0, 1} (1 where the score is positive), shape (n_samples,)."""
         return (self.decision_function(X) > 0).astype(int)

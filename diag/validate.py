@@ -116,11 +116,39 @@ def _offset_checks(seed: int) -> list[Check]:
     ]
 
 
+def _selection_check(seed: int) -> list[Check]:
+    from toymodel import ToyModel
+
+    from .audit import AuditOptions
+    from .selection import SelectionOptions, run_selection
+
+    model = ToyModel(n_noise=0, extra="cube")
+    ds = model.to_dataset(per_temperature=50_000, seed=seed)
+    sel = run_selection(
+        ds, AuditOptions(train_per_class=1000, C=1e-3, seed=seed),
+        SelectionOptions(coarsen=False, families=False, learning_curve=False, c_sweep=False, n_folds=0),
+    )
+    steps = {s.n_kept: s.evaluation for s in sel.rfe.steps}
+    acc_span = abs(steps[10].accuracy - steps[20].accuracy)
+    return [
+        Check(
+            "rfe-recommends-truth",
+            "(x, x^3), small C: RFE drops the cubes first, Var(E_inf) peaks at the 10 energy coordinates",
+            f"recommended {len(sel.rfe.recommended)} features "
+            f"({'the energy coordinates' if sel.rfe.recommended == model.energy_features else 'others'}); "
+            f"Var {steps[20].variance:.2f} -> {steps[10].variance:.2f}, accuracy moves {acc_span:.3f}",
+            "exactly x1..x10; accuracy nearly flat (< 0.015)",
+            sel.rfe.recommended == model.energy_features and acc_span < 0.015,
+        )
+    ]
+
+
 CHECKS: dict[str, Callable[[int], list[Check]]] = {
     "bayes": _bayes_check,
     "sizes": _size_checks,
     "extras": _cube_checks,
     "offset": _offset_checks,
+    "selection": _selection_check,
 }
 
 

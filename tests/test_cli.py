@@ -35,9 +35,12 @@ def assert_one_line_error(r, code, *words):
         assert w in lines[0], lines[0]
 
 
+CORE = ("--no-rfe", "--no-coarsen", "--no-checks")  # the core pipeline only: fast
+
+
 def test_toy_then_audit_writes_the_documented_json(small_toy, tmp_path):
     out = tmp_path / "r.json"
-    r = diag("audit", small_toy, "--json", out, "--train-per-class", 2000, "--seed", 3, "--quiet")
+    r = diag("audit", small_toy, "--json", out, "--train-per-class", 2000, "--seed", 3, "--quiet", *CORE)
     assert r.returncode == 0, r.stderr
     assert "Variance criterion" in r.stdout and "Arrhenius" in r.stdout
     doc = json.loads(out.read_text())
@@ -58,6 +61,8 @@ def test_same_seed_gives_identical_json(small_toy, tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     for out in (a, b):
         assert diag("audit", small_toy, "--json", out, "--train-per-class", 500, "--quiet").returncode == 0
+    doc = json.loads(a.read_text())
+    assert doc["selection"]["rfe"] and doc["learning_curve"] and doc["c_sweep"] and doc["verdict"]
     assert a.read_bytes() == b.read_bytes()
 
 
@@ -107,7 +112,7 @@ def test_one_temperature_reports_what_it_can(tmp_path):
     path = tmp_path / "one.h5"
     assert diag("toy", path, "--temperatures", "1.0", "--per-temperature", 4000).returncode == 0
     out = tmp_path / "one.json"
-    r = diag("audit", path, "--json", out, "--quiet")
+    r = diag("audit", path, "--json", out, "--quiet", *CORE)
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert doc["arrhenius"] is None and doc["criterion"]["variance"] is None
@@ -120,3 +125,36 @@ def test_usage_errors_exit_2(small_toy):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     r = diag("audit", small_toy, "--train-temperature", "0.55")
     assert_one_line_error(r, 2, "0.55", "not in the dataset")
+
+
+def test_audit_recommends_the_energy_coordinates_on_the_cube_toy(tmp_path):
+    """Issue 5: the full report on the (x, x^3) toy, end to end, with figures."""
+    data, out, figs = tmp_path / "cube.h5", tmp_path / "cube.json", tmp_path / "figs"
+    assert diag("toy", data, "--extra", "cube", "--n-noise", 0, "--per-temperature", 40000, "--seed", 2).returncode == 0
+    r = diag("audit", data, "--C", "0.001", "--train-per-class", 1000, "--json", out, "--plots", figs, "--quiet")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["selection"]["recommended"] == [f"x{k}" for k in range(1, 11)]
+    assert doc["verdict"]["level"] == "biased-low"
+    assert doc["verdict"]["recommended"] == doc["selection"]["recommended"]
+    rows = {row["n_kept"]: row for row in doc["selection"]["rfe"]}
+    assert set(rows) == set(range(1, 21))
+    assert all({"n_kept", "removed", "variance", "variance_ci", "accuracy"} <= set(row) for row in rows.values())
+    assert len(doc["learning_curve"]["rows"]) >= 5 and doc["c_sweep"]
+    for section in ("Verdict", "recommended feature set", "Recursive feature elimination"):
+        assert section in r.stdout
+    assert max(len(ln) for ln in r.stdout.splitlines()) <= 80
+    pngs = sorted(p.name for p in figs.iterdir())
+    assert pngs == sorted(["logp_vs_softness.png", "arrhenius_lines.png", "barriers.png", "truth.png", "rfe.png",
+                           "learning_curve.png"])
+    for p in figs.iterdir():
+        assert p.stat().st_size > 10_000 and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_and_validate_run():
+    r = diag("demo", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "BIASED-LOW" in r.stdout and "x1, x2, x3, x4, x5, x6, x7, x8, x9, x10" in r.stdout
+    v = diag("validate", "--quiet")
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert "FAIL" not in v.stdout and "pass" in v.stdout

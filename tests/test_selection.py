@@ -302,3 +302,17 @@ def test_run_selection_on_the_default_toy_is_fast_complete_and_serialisable(toy_
     assert max(len(line) for line in out.splitlines()) <= 80
     for title in ("Recursive feature elimination", "Recommended feature set", "Learning curve", "C sweep"):
         assert title in out
+
+
+def test_run_selection_is_deterministic_and_respects_switches():
+    ds = ToyModel(n_energy=6, n_noise=2).to_dataset(per_temperature=8_000, seed=4)
+    sel = SelectionOptions(n_folds=2, lc_sizes=(200, 400, 800), lc_repeats=2, c_grid=(0.01, 1.0), families=False)
+    a = run_selection(ds, AuditOptions(seed=2), sel).to_dict()
+    b = run_selection(ds, AuditOptions(seed=2), sel).to_dict()
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert [p["C"] for p in a["c_sweep"]["points"]] == [0.01, 1.0]
+    assert a["learning_curve"]["sizes"] == [200, 400, 800]
+    off = run_selection(ds, AuditOptions(seed=2), SelectionOptions(
+        rfe=False, coarsen=False, families=False, learning_curve=False, c_sweep=False)).to_dict()
+    assert off["selection"]["rfe"] == [] and off["selection"]["peak"] is None
+    assert off["learning_curve"] is None and off["c_sweep"] is None and off["recommendations"] == []

@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
+import struct
+import sys
 from typing import Any
 
 from diag.errors import DataError, UsageError
@@ -75,16 +78,51 @@ def check_readable(path: str) -> None:
         raise DataError("no such file", path)
     if os.path.isdir(path):
         raise DataError("is a directory, expected a trajectory file", path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:  # pragma: no cover - a race with the exists() above
+        raise DataError(f"cannot read ({exc.strerror})", path) from None
+    if not stat.S_ISREG(mode):
+        # a FIFO, a device or a socket: reading it could block forever or never end
+        raise DataError("is not a regular file (a pipe, device or socket?); expected a trajectory file", path)
     if not os.access(path, os.R_OK):
         raise DataError("file is not readable (permission denied)", path)
     if os.path.getsize(path) == 0:
         raise DataError("file is empty", path)
 
 
+#: exceptions a reader may let slip on a damaged file; :func:`open_trajectory` and
+#: :meth:`adapters.trajectory.Trajectory.__iter__` turn them into one-line DataErrors
+DATA_EXCEPTIONS = (
+    OSError,
+    ValueError,  # includes UnicodeDecodeError
+    IndexError,
+    KeyError,
+    TypeError,
+    OverflowError,
+    RuntimeError,  # h5py and gsd report damaged files this way
+    EOFError,
+    struct.error,
+)
+
+#: marks messages from that safety net (the fuzz tests require readers to do better)
+READER_FAILURE = "reader failure"
+
+
+def reader_failure(exc: BaseException, path: str, where: str = "") -> DataError:
+    """A :class:`DataError` for an exception a reader did not handle itself."""
+    text = str(exc).splitlines()[0][:140] if str(exc) else ""
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return DataError(f"{where}cannot read the file ({READER_FAILURE}: {detail}); damaged or unsupported file?", path)
+
+
 def detect_format(path: str) -> str:
     """Guess the format of ``path``: by content first, then by extension."""
     check_readable(path)
-    head = _head(path)
+    try:
+        head = _head(path)
+    except OSError as exc:
+        raise DataError(f"cannot read ({exc.strerror or exc})", path) from None
     names = available_formats()
     for name in names:
         try:
@@ -122,7 +160,11 @@ def open_trajectory(path, fmt: str | None = None, **options):
     path = os.fspath(path)
     check_readable(path)
     name = detect_format(path) if fmt in (None, "auto") else fmt
-    return get_reader(name).open(path, **options)
+    reader = get_reader(name)
+    try:
+        return reader.open(path, **options)
+    except DATA_EXCEPTIONS as exc:
+        raise reader_failure(exc, path) from None
 
 
 # ------------------------------------------------ helpers for the text readers
@@ -172,12 +214,37 @@ def parse_columns(lines: list[str], usecols, path: str, frame: int, what: str = 
 
     try:
         arr = np.loadtxt(lines, usecols=usecols, dtype=np.float64, ndmin=2, comments=None)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, OverflowError, TypeError) as exc:
         msg = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise DataError(f"frame {frame}: malformed {what} lines ({msg})", path) from None
     if arr.shape != (len(lines), len(usecols)):
         raise DataError(f"frame {frame}: malformed {what} lines (expected {len(usecols)} columns)", path)
     return arr
+
+
+def check_count(n: int, path: str, frame: int, what: str = "atoms") -> int:
+    """A particle count read from a text header: 1 <= n <= sys.maxsize."""
+    if n <= 0:
+        raise DataError(f"frame {frame}: number of {what} is {n}", path)
+    if n > sys.maxsize:
+        raise DataError(f"frame {frame}: number of {what} {n} is absurdly large (damaged file?)", path)
+    return n
+
+
+def int_columns(a, what: str, path: str, frame: int) -> "np.ndarray":
+    """Float columns that must hold integers (ids, types, images), as int64."""
+    import numpy as np
+
+    a = np.asarray(a, dtype=np.float64)
+    ok = np.isfinite(a) & (np.abs(a) < 2.0**62)
+    if not ok.all():
+        bad = a[~ok].ravel()[0]
+        raise DataError(f"frame {frame}: {what} must be integers, got {bad:g}", path)
+    r = np.rint(a)
+    if (r != a).any():
+        bad = a[r != a].ravel()[0]
+        raise DataError(f"frame {frame}: {what} must be integers, got {bad:g}", path)
+    return r.astype(np.int64)
 
 
 def check_complete(lines: list[str], n: int, path: str, frame: int, what: str = "atom") -> None:

@@ -114,6 +114,16 @@ def audit_to_dict(result) -> dict:
             "ci_level": a.ci_level,
             "n_draws": a.n_draws,
         }
+    if result.selection is not None:
+        sel = result.selection.to_dict()
+        doc["selection"] = sel["selection"]
+        doc["learning_curve"] = sel["learning_curve"]
+        doc["c_sweep"] = sel["c_sweep"]
+        doc["recommendations"] = sel["recommendations"]
+        doc["selection_notes"] = sel["notes"]
+        # the selection's warnings are already merged into result.warnings
+    if result.verdict is not None:
+        doc["verdict"] = asdict(result.verdict)
     for key, val in result.extras.items():
         doc[key] = val
     return _plain(doc)

@@ -155,20 +155,20 @@ def plot_learning_curve(doc: dict, plt):
     lc = doc["learning_curve"]
     rows = lc["rows"] if isinstance(lc, dict) and "rows" in lc else lc
     n = np.array([r["n_per_class"] for r in rows], dtype=float)
-    var = np.array([np.nan if r.get("variance") is None else r["variance"] for r in rows])
-    acc = np.array([np.nan if r.get("accuracy") is None else r["accuracy"] for r in rows])
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
-    a1.semilogx(n, var, "o-", label="Var(E_inf)")
-    if any(r.get("slope") is not None for r in rows):
-        a1b = a1.twinx()
-        a1b.semilogx(n, [np.nan if r.get("slope") is None else r["slope"] for r in rows], "s--", color="C3")
-        a1b.set_ylabel("truth slope", color="C3")
-    a1.set_xlabel("training samples per class")
-    a1.set_ylabel("Var(E_inf)")
-    a2.semilogx(n, acc, "o-", color="C1")
-    a2.set_xlabel("training samples per class")
-    a2.set_ylabel("held-out balanced accuracy")
+
+    def col(key):
+        return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
+
+    panels = [("variance", "Var(E_inf)", "C0"), ("accuracy", "held-out balanced accuracy", "C1")]
+    if np.isfinite(col("truth_slope")).any():
+        panels.append(("truth_slope", "truth slope (1 is right)", "C3"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    for ax, (key, label, color) in zip(axes, panels):
+        ax.semilogx(n, col(key), "o-", color=color)
+        ax.set_xlabel("training samples per class")
+        ax.set_ylabel(label)
     fig.suptitle("Learning curve")
+    fig.tight_layout()
     return fig
 
 

@@ -105,10 +105,36 @@ def warnings_panel(result) -> Panel | None:
     return Panel(body, title="Warnings", title_align="left", border_style="yellow")
 
 
+_LEVEL_STYLE = {"trustworthy": "green", "biased-low": "red", "unreliable": "red", "no-barriers": "yellow"}
+
+
+def verdict_panel(result) -> Panel | None:
+    v = result.verdict
+    if v is None:
+        return None
+    style = _LEVEL_STYLE.get(v.level, "white")
+    body = [Text.from_markup(f"[bold {style}]{v.level.upper()}[/]: {v.headline}")]
+    if v.reasons:
+        body.append(Text("\n".join(f"- {r}" for r in v.reasons)))
+    if v.recommended is not None:
+        body.append(Text.from_markup(f"[bold]recommended feature set[/] ({len(v.recommended)}): " + ", ".join(v.recommended)))
+    if v.truth:
+        body.append(Text.from_markup(f"[dim]{v.truth}[/]"))
+    return Panel(Group(*body), title="Verdict", title_align="left", border_style=style)
+
+
 def render_audit(result, console: Console) -> None:
     """Print the audit report to a rich console."""
     for panel in (dataset_panel(result), classifier_panel(result), arrhenius_panel(result), criterion_panel(result)):
         console.print(panel)
+    if result.selection is not None:
+        from .selection import selection_renderables
+
+        for r in selection_renderables(result.selection):
+            console.print(r)
+    v = verdict_panel(result)
+    if v is not None:
+        console.print(v)
     w = warnings_panel(result)
     if w is not None:
         console.print(w)
