@@ -45,66 +45,141 @@ NUMBA_VERSION = numba.__version__
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
-_BLK = 128  # pairs (angular) / bonds (radial) per block of the element-wise passes
+_BLK = 128  # bonds per block of the element-wise radial passes
+_BLK_A = 512  # pairs per block of the element-wise angular passes (programs)
+_LANES = 64  # element-wise accumulators per angular triplet (a power of two)
 
 
 # ----------------------------------------------------------------------------- neighbours
 @numba.njit(**_JIT)
-def cell_neighbours(qidx, pts, cell_coord, nc, L, inv_mi, stencil, o_all, st_all, ps,
+def cell_neighbours(qidx, pts, cell_of, cell_coord, nc, L, inv_mi, stencil, o_all, st_all, ps,
                     rq2, ptr, nsp, dx, dy, dz, d2, err):
     """Fill the CSR bonds of the queries ``qidx`` (capacity ``d2.size``); return the number of
     bonds needed. ``err[0], err[1]`` get the first pair of distinct particles at one position.
 
-    ``o_all``: particle ids sorted by (species, cell); ``st_all[s, c] .. st_all[s, c+1]`` the
-    range of species ``s`` in cell ``c``; ``ps``: their positions in that order. ``inv_mi[a] = 1/L[a]`` on axes with the minimum-image fallback, else 0.
+    Queries of one cell (consecutive in ``qidx``, as ``_Context.groups`` orders them) share one
+    candidate list: the particles of the cell's stencil, species by species, in the periodic
+    image fixed by the stencil offset (as the numpy path). ``o_all``: particle ids sorted by
+    (species, cell); ``st_all[s, c] .. st_all[s, c+1]``: species ``s`` in cell ``c``; ``ps``:
+    their positions in that order. ``inv_mi[a] = 1/L[a]`` on axes with the minimum-image
+    fallback (a single cell), else 0.
     """
     cap = d2.size
     ns = st_all.shape[0]
     nst = stencil.shape[0]
-    n = 0
-    ptr[0] = 0
+    B = qidx.size
     nc0, nc1, nc2 = nc[0], nc[1], nc[2]
     L0, L1, L2 = L[0], L[1], L[2]
     m0, m1, m2 = inv_mi[0], inv_mi[1], inv_mi[2]
-    for b in range(qidx.size):
-        i = qidx[b]
-        xi_, yi_, zi_ = pts[i, 0], pts[i, 1], pts[i, 2]
-        c0, c1, c2 = cell_coord[i, 0], cell_coord[i, 1], cell_coord[i, 2]
-        for s in range(ns):
+    any_mi = m0 != 0.0 or m1 != 0.0 or m2 != 0.0
+    ccap = 0
+    cx = np.empty(0)
+    cy = np.empty(0)
+    cz = np.empty(0)
+    cs = np.empty(0, dtype=np.int64)
+    cj = np.empty(0, dtype=np.int64)
+    r2w = np.empty(0)
+    hit = np.empty(0, dtype=np.int64)
+    cells = np.empty(nst, dtype=np.int64)
+    shx = np.empty(nst)
+    shy = np.empty(nst)
+    shz = np.empty(nst)
+    n = 0
+    ptr[0] = 0
+    b = 0
+    while b < B:
+        cell = cell_of[qidx[b]]
+        e = b + 1
+        while e < B and cell_of[qidx[e]] == cell:
+            e += 1
+        # ---- candidates of this cell: stencil cells, their periodic shifts
+        i0 = qidx[b]
+        c0, c1, c2 = cell_coord[i0, 0], cell_coord[i0, 1], cell_coord[i0, 2]
+        tot = 0
+        for t in range(nst):
+            u0 = c0 + stencil[t, 0]
+            u1 = c1 + stencil[t, 1]
+            u2 = c2 + stencil[t, 2]
+            w0 = u0 % nc0
+            w1 = u1 % nc1
+            w2 = u2 % nc2
+            shx[t] = ((u0 - w0) // nc0) * L0
+            shy[t] = ((u1 - w1) // nc1) * L1
+            shz[t] = ((u2 - w2) // nc2) * L2
+            cells[t] = (w0 * nc1 + w1) * nc2 + w2
+            for s in range(ns):
+                tot += st_all[s, cells[t] + 1] - st_all[s, cells[t]]
+        if tot > ccap:
+            ccap = tot + tot // 4 + 64
+            cx = np.empty(ccap)
+            cy = np.empty(ccap)
+            cz = np.empty(ccap)
+            cs = np.empty(ccap, dtype=np.int64)
+            cj = np.empty(ccap, dtype=np.int64)
+            r2w = np.empty(ccap)
+            hit = np.empty(ccap, dtype=np.int64)
+        m = 0
+        for s in range(ns):  # species-major: each query's hits come out grouped by species
             for t in range(nst):
-                u0 = c0 + stencil[t, 0]
-                u1 = c1 + stencil[t, 1]
-                u2 = c2 + stencil[t, 2]
-                w0 = u0 % nc0
-                w1 = u1 % nc1
-                w2 = u2 % nc2
-                sx = ((u0 - w0) // nc0) * L0 - xi_
-                sy = ((u1 - w1) // nc1) * L1 - yi_
-                sz = ((u2 - w2) // nc2) * L2 - zi_
-                cell = (w0 * nc1 + w1) * nc2 + w2
-                for p in range(st_all[s, cell], st_all[s, cell + 1]):
-                    ex = ps[p, 0] + sx
-                    ey = ps[p, 1] + sy
-                    ez = ps[p, 2] + sz
+                sx = shx[t]
+                sy = shy[t]
+                sz = shz[t]
+                for p in range(st_all[s, cells[t]], st_all[s, cells[t] + 1]):
+                    cx[m] = ps[p, 0] + sx
+                    cy[m] = ps[p, 1] + sy
+                    cz[m] = ps[p, 2] + sz
+                    cs[m] = s
+                    cj[m] = o_all[p]
+                    m += 1
+        # ---- each query of the cell against the candidates
+        for bq in range(b, e):
+            i = qidx[bq]
+            xi_ = pts[i, 0]
+            yi_ = pts[i, 1]
+            zi_ = pts[i, 2]
+            if any_mi:
+                for c in range(m):
+                    ex = cx[c] - xi_
+                    ey = cy[c] - yi_
+                    ez = cz[c] - zi_
                     ex -= L0 * np.rint(ex * m0)
                     ey -= L1 * np.rint(ey * m1)
                     ez -= L2 * np.rint(ez * m2)
-                    r2 = ex * ex + ey * ey + ez * ez
-                    if r2 < rq2:
-                        if r2 == 0.0:
-                            j = o_all[p]
-                            if j != i and err[0] < 0:
-                                err[0] = i
-                                err[1] = j
-                            continue
-                        if n < cap:
-                            nsp[n] = s
-                            dx[n] = ex
-                            dy[n] = ey
-                            dz[n] = ez
-                            d2[n] = r2
-                        n += 1
-        ptr[b + 1] = n
+                    r2w[c] = ex * ex + ey * ey + ez * ez
+            else:
+                for c in range(m):
+                    ex = cx[c] - xi_
+                    ey = cy[c] - yi_
+                    ez = cz[c] - zi_
+                    r2w[c] = ex * ex + ey * ey + ez * ez
+            nh = 0
+            for c in range(m):  # branch-free compaction of the hits
+                hit[nh] = c
+                nh += r2w[c] < rq2
+            for h in range(nh):
+                c = hit[h]
+                r2 = r2w[c]
+                if r2 == 0.0:  # the query itself, or a coincident particle
+                    if cj[c] != i and err[0] < 0:
+                        err[0] = i
+                        err[1] = cj[c]
+                    continue
+                if n < cap:
+                    ex = cx[c] - xi_
+                    ey = cy[c] - yi_
+                    ez = cz[c] - zi_
+                    if any_mi:
+                        ex -= L0 * np.rint(ex * m0)
+                        ey -= L1 * np.rint(ey * m1)
+                        ez -= L2 * np.rint(ez * m2)
+                    nsp[n] = cs[c]
+                    dx[n] = ex
+                    dy[n] = ey
+                    dz[n] = ez
+                    d2[n] = r2
+                n += 1
+            ptr[bq + 1] = n
+        b = e
     return n
 
 
@@ -190,15 +265,30 @@ def _run_program(kind, dst, a, b, val, src, W, tmp, bits, nk):
 @numba.njit(**_JIT)
 def _flush_pairs(T, C, nk, e_kind, e_dst, e_a, e_b, e_val, q_kind, q_dst, q_a, q_b, q_val,
                  WE, WQ, ACC, tmp, bits, ea, qa):
-    """Gaussian and angular factors of nk pairs, products added element-wise into ACC[t]."""
+    """Gaussian and angular factors of nk pairs; the products of triplet t are added
+    element-wise into the _LANES accumulators ACC[t] (pair k into lane k % _LANES)."""
     _run_program(e_kind, e_dst, e_a, e_b, e_val, T, WE, tmp, bits, nk)
     _run_program(q_kind, q_dst, q_a, q_b, q_val, C, WQ, tmp, bits, nk)
     for t in range(ea.size):
         er = WE[ea[t]]
         qr = WQ[qa[t]]
         at = ACC[t]
-        for k in range(nk):
-            at[k] += er[k] * qr[k]
+        for k0 in range(0, nk, _LANES):
+            m = min(_LANES, nk - k0)
+            for k in range(m):
+                at[k] += er[k0 + k] * qr[k0 + k]
+
+
+@numba.njit(**_JIT)
+def _lane_sum(a):
+    """Sum of the _LANES entries of a by pairwise halving (element-wise, vectorisable); a is
+    overwritten."""
+    h = _LANES // 2
+    while h >= 1:
+        for k in range(h):
+            a[k] += a[k + h]
+        h //= 2
+    return a[0]
 
 
 @numba.njit(**_JIT)
@@ -225,9 +315,13 @@ def chunk_sums(ptr, nsp, dx, dy, dz, d2, pos, out, ns,
     c_neg = -1.0 / (2.0 * rad_L * rad_L)
     c_q = rad_h / (rad_L * rad_L)
     inv_h = 1.0 / rad_h if rad_h > 0 else 0.0
-    RG = np.empty(_BLK)
+    c_off = -rad_mlo
+    X1 = np.empty(_BLK)
+    X2 = np.empty(_BLK)
     RQ = np.empty(_BLK)
-    RM = np.empty(_BLK)
+    RB = np.empty(_BLK)
+    RC = np.empty(_BLK, dtype=np.int64)
+    F = np.empty((2 * rad_W + 1, _BLK))
     # angular work
     maxn = 0
     for b in range(B):
@@ -238,11 +332,13 @@ def chunk_sums(ptr, nsp, dx, dy, dz, d2, pos, out, ns,
     a2 = np.empty(maxn)
     ir = np.empty(maxn)
     aoff = np.zeros(ns + 1, dtype=np.int64)
-    T = np.empty(_BLK)
-    C = np.empty(_BLK)
-    WE = np.empty((max(e_nrow, 1), _BLK))
-    WQ = np.empty((max(q_nrow, 1), _BLK))
-    ACC = np.empty((max(n_t, 1), _BLK))
+    T = np.empty(_BLK_A)
+    C = np.empty(_BLK_A)
+    tmpa = np.empty(_BLK_A)
+    bitsa = np.empty(_BLK_A, dtype=np.int64)
+    WE = np.empty((max(e_nrow, 1), _BLK_A))
+    WQ = np.empty((max(q_nrow, 1), _BLK_A))
+    ACC = np.empty((max(n_t, 1), _LANES))
     ea = np.empty(n_t, dtype=np.int64)
     qa = np.empty(n_t, dtype=np.int64)
     for t in range(n_t):
@@ -272,27 +368,32 @@ def chunk_sums(ptr, nsp, dx, dy, dz, d2, pos, out, ns,
                             d = math.sqrt(r2)
                             m = np.rint((d - rad_r0) * inv_h)
                             u = d - (rad_r0 + m * rad_h)
-                            RM[k] = m
+                            RC[k] = int(m) + c_off  # acc column of the window's first point
                             # bonds at or beyond the radial cutoff get g = exp(-inf) = 0
-                            RG[k] = u * u * c_neg if r2 < rc_r2 else -np.inf
-                            RQ[k] = u * c_q
-                        _exp_array(RG, RG, bits, nb)
-                        _exp_array(RQ, RQ, bits, nb)
+                            X1[k] = u * u * c_neg if r2 < rc_r2 else -np.inf
+                            X2[k] = u * c_q
+                        # window rows F[W + w] = c_w g q^w, w = -W..W, element-wise over bonds
+                        F0 = F[rad_W]
+                        _exp_array(X1, F0, bits, nb)
+                        _exp_array(X2, RQ, bits, nb)
                         for k in range(nb):
-                            g = RG[k]
-                            if g == 0.0:
-                                continue
-                            qf = RQ[k]
-                            qb = 1.0 / qf
-                            c = int(RM[k]) - rad_mlo + rad_W
-                            acc[c] += g
-                            cf = g
-                            cb = g
-                            for w in range(1, rad_W + 1):
-                                cf *= qf
-                                cb *= qb
-                                acc[c + w] += rad_cw[rad_W + w] * cf
-                                acc[c - w] += rad_cw[rad_W - w] * cb
+                            RB[k] = 1.0 / RQ[k]
+                        for w in range(1, rad_W + 1):
+                            fp = F[rad_W + w]
+                            fpp = F[rad_W + w - 1]
+                            fm = F[rad_W - w]
+                            fmp = F[rad_W - w + 1]
+                            for k in range(nb):
+                                fp[k] = fpp[k] * RQ[k]
+                                fm[k] = fmp[k] * RB[k]
+                        for w in range(2 * rad_W + 1):
+                            fr = F[w]
+                            if w != rad_W:
+                                cwv = rad_cw[w]
+                                for k in range(nb):
+                                    fr[k] *= cwv
+                            for k in range(nb):
+                                acc[RC[k] + w] += fr[k]
                     for kk in range(rad_n):
                         feat[col0 + rad_order[kk]] = acc[kk - rad_mlo + rad_W]
                 else:
@@ -338,7 +439,7 @@ def chunk_sums(ptr, nsp, dx, dy, dz, d2, pos, out, ns,
                     irj = ir[j]
                     kb = j + 1 if X == Y else y0
                     while kb < y1:
-                        nk = min(_BLK - n, y1 - kb)
+                        nk = min(_BLK_A - n, y1 - kb)
                         for k in range(nk):
                             q = kb + k
                             dot = xj * ax[q] + yj * ay[q] + zj * az[q]
@@ -346,19 +447,16 @@ def chunk_sums(ptr, nsp, dx, dy, dz, d2, pos, out, ns,
                             C[n + k] = dot * irj * ir[q]  # cos theta_jik
                         n += nk
                         kb += nk
-                        if n == _BLK:
+                        if n == _BLK_A:
                             _flush_pairs(T, C, n, e_kind, e_dst, e_a, e_b, e_val, q_kind, q_dst, q_a,
-                                         q_b, q_val, WE, WQ, ACC, tmp, bits, ea, qa)
+                                         q_b, q_val, WE, WQ, ACC, tmpa, bitsa, ea, qa)
                             n = 0
                 if n:
                     _flush_pairs(T, C, n, e_kind, e_dst, e_a, e_b, e_val, q_kind, q_dst, q_a,
-                                 q_b, q_val, WE, WQ, ACC, tmp, bits, ea, qa)
+                                 q_b, q_val, WE, WQ, ACC, tmpa, bitsa, ea, qa)
                 col = slot_col[sl]
                 for t in range(n_t):
-                    s_ = 0.0
-                    for k in range(_BLK):
-                        s_ += ACC[t, k]
-                    feat[col + t] = s_
+                    feat[col + t] = _lane_sum(ACC[t])
         o = out[pos[b]]
         for f in range(nf):
             o[f] = feat[f]
@@ -366,7 +464,7 @@ def chunk_sums(ptr, nsp, dx, dy, dz, d2, pos, out, ns,
 
 # ----------------------------------------------------------------------------- drivers
 @numba.njit(**_JIT)
-def chunk_features(qidx, pos, out, cap, pts, cell_coord, nc, L, inv_mi, stencil, o_all, st_all, ps,
+def chunk_features(qidx, pos, out, cap, pts, cell_of, cell_coord, nc, L, inv_mi, stencil, o_all, st_all, ps,
                    rq2, err, ns,
                    rc_r2, rad_n, rad_uniform, rad_r, rad_order, rad_r0, rad_h, rad_W, rad_cw, rad_mlo,
                    rad_next, rad_L,
@@ -382,7 +480,7 @@ def chunk_features(qidx, pos, out, cap, pts, cell_coord, nc, L, inv_mi, stencil,
         dy = np.empty(cap)
         dz = np.empty(cap)
         d2 = np.empty(cap)
-        need = cell_neighbours(qidx, pts, cell_coord, nc, L, inv_mi, stencil, o_all, st_all, ps,
+        need = cell_neighbours(qidx, pts, cell_of, cell_coord, nc, L, inv_mi, stencil, o_all, st_all, ps,
                                rq2, ptr, nsp, dx, dy, dz, d2, err)
         if need <= cap:
             break
@@ -398,7 +496,7 @@ def chunk_features(qidx, pos, out, cap, pts, cell_coord, nc, L, inv_mi, stencil,
 
 
 @numba.njit(parallel=True, **_JIT)
-def all_chunks_prange(gptr, qall, pall, out, cap, pts, cell_coord, nc, L, inv_mi, stencil, o_all,
+def all_chunks_prange(gptr, qall, pall, out, cap, pts, cell_of, cell_coord, nc, L, inv_mi, stencil, o_all,
                       st_all, ps, rq2, errs, ns,
                       rc_r2, rad_n, rad_uniform, rad_r, rad_order, rad_r0, rad_h, rad_W, rad_cw,
                       rad_mlo, rad_next, rad_L,
@@ -409,7 +507,7 @@ def all_chunks_prange(gptr, qall, pall, out, cap, pts, cell_coord, nc, L, inv_mi
     for g in prange(ng):
         a = gptr[g]
         b = gptr[g + 1]
-        chunk_features(qall[a:b], pall[a:b], out, cap, pts, cell_coord, nc, L, inv_mi, stencil,
+        chunk_features(qall[a:b], pall[a:b], out, cap, pts, cell_of, cell_coord, nc, L, inv_mi, stencil,
                        o_all, st_all, ps, rq2, errs[g], ns,
                        rc_r2, rad_n, rad_uniform, rad_r, rad_order, rad_r0, rad_h, rad_W, rad_cw,
                        rad_mlo, rad_next, rad_L,

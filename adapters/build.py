@@ -35,10 +35,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from diag.errors import DataError, GlassDiagError, InsufficientDataError, UsageError
+from diag.resources import check_memory
 
 from .config import FeaturesConfig
 from .dynamics import DynamicsConfig, HopLabeller, check_enough_frames
-from .trajectory import Trajectory, Unwrapper
+from .trajectory import FRAME_COPIES, Trajectory, Unwrapper
 
 GROUP_STRIDE = 10**9
 GENERATOR = "glass-diag features"
@@ -126,6 +127,18 @@ def _is_int(s: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def streaming_bytes(n_particles: int, dimensions: int, dcfg: DynamicsConfig) -> float:
+    """Peak bytes of the frame stream of one file (docs/adapters.md, *Memory*).
+
+    The p_hop buffer (twice ``chunk + W`` unwrapped frames while a block is
+    evaluated), the positions of sampled frames waiting for their labels, and a
+    few frames in flight in the reader and the unwrapping.
+    """
+    chunk = max(dcfg.window, 8)
+    frames = 2 * (chunk + dcfg.window) + ((chunk + dcfg.window) // dcfg.every + 1) + FRAME_COPIES
+    return float(frames) * n_particles * dimensions * 8
 
 
 def _check_box(box, cutoff: float, path: str, frame: int) -> None:
@@ -241,6 +254,11 @@ def build_dataset(
                 )
             type_map, mapping = species_type_map(traj, scfg.species, config.species_map, config.source)
             check_enough_frames(traj.n_frames, dcfg, path)
+            check_memory(
+                streaming_bytes(traj.n_particles, traj.dimensions, dcfg),
+                f"streaming {traj.n_particles} particles through the p_hop window",
+                path,
+            )
             first = _peek_first_frame(traj)
             _check_box(first.box, getattr(scfg, "cutoff", None), path, 0)
             prepared.append(_Prepared(traj, float(T), src, type_map, mapping))
@@ -331,6 +349,10 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
             out.n_sampled += 1
             if fl.particles.size == 0:
                 continue
+            if not np.isfinite(fl.p_hop).all():
+                raise DataError(
+                    f"frame {fl.frame}: p_hop is not finite (positions too large for floating point?)", path
+                )
             _check_box(box, cutoff, path, fl.frame)
             pts = box.centred(pos)
             if pts.shape[1] == 2:
@@ -360,13 +382,17 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
             n_hard += fl.n_hard
 
     for frame in traj:
-        u = unwrap(frame)
-        if dcfg.is_sampled(frame.index) and frame.index <= last_centre:
-            pending[frame.index] = (frame.box, frame.positions)
-        handle(labeller.push(u))
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite p_hop is an error in handle()
+            u = unwrap(frame)
+            if dcfg.is_sampled(frame.index) and frame.index <= last_centre:
+                pending[frame.index] = (frame.box, frame.positions)
+            labels = labeller.push(u)
+        handle(labels)
         if progress is not None:
             progress(file_index, path, frame.index + 1, traj.n_frames)
-    handle(labeller.finish())
+    with np.errstate(over="ignore", invalid="ignore"):
+        labels = labeller.finish()
+    handle(labels)
 
     dt_steps, dt_time = traj.frame_interval_steps, traj.frame_interval_time
     record = {

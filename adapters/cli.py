@@ -101,11 +101,16 @@ def check_output(output: str, inputs: list[str], force: bool) -> None:
             raise UsageError(f"output would overwrite the input file {p}", output)
     if os.path.isdir(output):
         raise UsageError("output path is a directory", output)
+    if os.path.exists(output) and not os.path.isfile(output):
+        # a device, pipe or socket: renaming the finished file onto it would replace it
+        raise UsageError("output path exists and is not a regular file", output)
     if os.path.exists(output) and not force:
         raise UsageError("output file exists (use --force to replace it)", output)
     folder = os.path.dirname(output) or "."
     if not os.path.isdir(folder):
         raise UsageError("output folder does not exist", output)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError("output folder is not writable (permission denied)", output)
 
 
 class _Progress:

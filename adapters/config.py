@@ -34,6 +34,7 @@ from .dynamics import DynamicsConfig
 
 _SECTIONS = ("structure", "dynamics", "input")
 _INPUT_KEYS = ("species_map", "h5md_group")
+_MAX_CONFIG_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -137,13 +138,22 @@ def load_config(path: str | os.PathLike | None) -> FeaturesConfig:
     if path is None:
         return FeaturesConfig()
     p = os.fspath(path)
+    if os.path.isdir(p):
+        raise UsageError("configuration path is a directory, expected a JSON file", p)
     if not os.path.isfile(p):
-        raise UsageError("configuration file not found", p)
+        what = "is not a regular file" if os.path.exists(p) else "not found"
+        raise UsageError(f"configuration file {what}", p)
+    if os.path.getsize(p) > _MAX_CONFIG_BYTES:
+        raise UsageError(f"configuration file is larger than {_MAX_CONFIG_BYTES // 2**20} MiB; is it the right file?", p)
     try:
         with open(p, "r", encoding="utf-8") as f:
             d = json.load(f)
     except json.JSONDecodeError as exc:
         raise UsageError(f"invalid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", p) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read configuration ({exc})", p) from None
+    except RecursionError:
+        raise UsageError("invalid JSON (nested too deeply)", p) from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read configuration (not UTF-8 text: byte {exc.start})", p) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read configuration ({exc.strerror or exc})", p) from None
     return FeaturesConfig.from_dict(d, source=p)

@@ -1311,6 +1311,7 @@ class _NumbaRun:
             dim = ctx.dim
             i64 = np.int64
             pad = 3 - dim
+            self.cell_of = np.ascontiguousarray(ctx.cell, dtype=i64)
             self.cell_coord = np.ascontiguousarray(np.pad(ctx.cell_coord, ((0, 0), (0, pad))), dtype=i64)
             self.nc = np.array(list(ctx.nc) + [1] * pad, dtype=i64)
             self.L3 = np.array(list(ctx.L) + [1.0] * pad, dtype=np.float64)
@@ -1328,7 +1329,7 @@ class _NumbaRun:
             self.rq2 = float(ctx.rq) ** 2
 
     def _cell_args(self) -> tuple:
-        return (self.pts, self.cell_coord, self.nc, self.L3, self.inv_mi, self.stencil, self.o_all,
+        return (self.pts, self.cell_of, self.cell_coord, self.nc, self.L3, self.inv_mi, self.stencil, self.o_all,
                 self.st_all, self.ps, self.rq2)
 
     @staticmethod

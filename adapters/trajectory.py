@@ -190,6 +190,26 @@ def make_box(
     return Box(tuple(float(x) for x in L), tuple(float(x) for x in lo))
 
 
+#: copies of one frame (float64) a reader and the unwrapping hold at once
+FRAME_COPIES = 8
+
+
+def check_frame_memory(n_particles: int, dimensions: int, path: str | None = None, copies: int = FRAME_COPIES) -> None:
+    """Raise :class:`DataError` when frames of this size cannot fit in memory.
+
+    For readers that learn the particle number from a header (an HDF5 shape, a
+    count line) before reading any data: a damaged header must give a clear
+    error, not a multi-gigabyte allocation.
+    """
+    from diag.resources import check_memory
+
+    check_memory(
+        float(copies) * n_particles * dimensions * 8,
+        f"reading frames of {n_particles} particles in {dimensions}D",
+        path,
+    )
+
+
 def _fmt(a) -> str:
     return "(" + ", ".join(f"{float(x):g}" for x in np.ravel(a)[:9]) + ")"
 

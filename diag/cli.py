@@ -424,7 +424,7 @@ def _run_validate(args) -> int:
     out = _stdout_console()
     out.print(table)
     n_pass = sum(c.passed for c in checks)
-    out.print(f"{n_pass} passed, {len(checks) - n_pass} failed")
+    out.print(f"{n_pass} of {len(checks)} checks passed")
     return 0 if n_pass == len(checks) else 1
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, UsageError
+from .errors import DataError, GlassDiagError, UsageError
 
 FORMAT = "glass-diag/dataset"
 SCHEMA_VERSION = 1
@@ -214,6 +214,14 @@ class Dataset:
         from .atomic import atomic_output, check_output_path
 
         path = check_output_path(path, overwrite)
+        try:
+            self._write_atomic(path, h5py, atomic_output)
+        except (OSError, RuntimeError) as exc:  # disk full, quota, I/O error, permission denied
+            reason = getattr(exc, "strerror", None) or _short(exc)
+            raise GlassDiagError(f"cannot write the dataset ({reason}); nothing was written", str(path)) from None
+        return path
+
+    def _write_atomic(self, path: Path, h5py, atomic_output) -> None:
         with atomic_output(path, suffix=".h5.tmp") as tmp:
             n, d = self.features.shape
             str_dt = h5py.string_dtype("utf-8")
@@ -237,7 +245,6 @@ class Dataset:
                 g.create_dataset("family", data=np.array(self.feature_families, dtype=object), dtype=str_dt)
                 params = [json.dumps(p, sort_keys=True, default=_json_default) for p in self.feature_params]
                 g.create_dataset("params", data=np.array(params, dtype=object), dtype=str_dt)
-        return path
 
 
 def _json_default(obj):

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters.trajectory import Frame, Trajectory, make_box
+from adapters.trajectory import Frame, Trajectory, check_frame_memory, make_box
 from diag.errors import DataError
 
 NAME = "h5md"
@@ -52,18 +52,49 @@ def _as_str(v) -> str:
     return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
+def _dataset(obj, what: str, path: str):
+    """``obj`` if it is an HDF5 dataset, else a DataError (a group or named type in its place)."""
+    import h5py
+
+    if not isinstance(obj, h5py.Dataset):
+        raise DataError(f"'{what}' is not a dataset", path)
+    return obj
+
+
+def _numeric(ds, what: str, path: str, integer: bool = False) -> None:
+    kind = np.integer if integer else np.number
+    if not np.issubdtype(ds.dtype, kind) or np.issubdtype(ds.dtype, np.complexfloating):
+        raise DataError(f"'{what}' has dtype {ds.dtype}, expected {'integers' if integer else 'numbers'}", path)
+
+
 def _series(elem, name: str, n: int, path: str):
-    """Explicit or fixed-increment step/time of a time-dependent element, or None."""
+    """Explicit or fixed-increment step/time of a time-dependent element, or None.
+
+    Steps come back as int64 and times as float64; non-integral steps and
+    non-finite values are errors.
+    """
     if name not in elem:
         return None
-    ds = elem[name]
+    where = f"{elem.name}/{name}".lstrip("/")
+    ds = _dataset(elem[name], where, path)
+    _numeric(ds, where, path)
     if ds.shape == ():
-        inc = ds[()]
-        off = ds.attrs.get("offset", 0)
-        return off + inc * np.arange(n)
-    arr = ds[()]
-    if arr.shape != (n,):
-        raise DataError(f"{elem.name}/{name} has shape {arr.shape}, expected ({n},)", path)
+        inc = np.asarray(ds[()], dtype=np.float64)
+        off = np.asarray(ds.attrs.get("offset", 0))
+        if off.shape not in ((), (1,)) or not np.issubdtype(off.dtype, np.number):
+            raise DataError(f"'{where}' attribute 'offset' is not a number", path)
+        arr = float(off.ravel()[0]) + inc * np.arange(n)
+    else:
+        if ds.shape != (n,):
+            raise DataError(f"'{where}' has shape {ds.shape}, expected ({n},)", path)
+        arr = np.asarray(ds[()], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if not np.isfinite(arr).all():
+            raise DataError(f"'{where}' holds a value that is not finite", path)
+        if name == "step":
+            if (np.rint(arr) != arr).any() or (np.abs(arr) >= 2.0**62).any():
+                raise DataError(f"'{where}' holds a value that is not an integer step", path)
+            return arr.astype(np.int64)
     return arr
 
 
@@ -71,16 +102,21 @@ def open(path: str, h5md_group: str | None = None, **options) -> Trajectory:  # 
     """Open an H5MD file; see the module docstring for what is read."""
     import h5py
 
+    from diag.dataset import check_hdf5_heaps
+
+    check_hdf5_heaps(path)  # a damaged global heap would hang libhdf5
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         raise DataError(f"cannot open as HDF5 ({_short(exc)}); truncated or not an HDF5 file?", path) from None
     try:
         return _open(f, path, h5md_group)
     except DataError:
         f.close()
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, OverflowError, IndexError) as exc:
+        # h5py reports damaged metadata as RuntimeError (or AttributeError when an object
+        # is not the kind expected)
         f.close()
         raise DataError(f"cannot read H5MD structure ({_short(exc)})", path) from None
 
@@ -117,7 +153,8 @@ def _open(f, path: str, group: str | None) -> Trajectory:
     if isinstance(pe, h5py.Group):
         if "value" not in pe:
             raise DataError(f"no '{where}/position/value'", path)
-        pval = pe["value"]
+        pval = _dataset(pe["value"], f"{where}/position/value", path)
+        _numeric(pval, f"{where}/position/value", path)
         if pval.ndim != 3:
             raise DataError(f"'{where}/position/value' has shape {pval.shape}, expected (frames, N, D)", path)
         n_frames, n, dim = pval.shape
@@ -125,6 +162,8 @@ def _open(f, path: str, group: str | None) -> Trajectory:
         times = _series(pe, "time", n_frames, path)
         read_pos = lambda k: pval[k]  # noqa: E731
     else:
+        _dataset(pe, f"{where}/position", path)
+        _numeric(pe, f"{where}/position", path)
         if pe.ndim != 2:
             raise DataError(f"'{where}/position' has shape {pe.shape}, expected (N, D)", path)
         n_frames = 1
@@ -135,6 +174,10 @@ def _open(f, path: str, group: str | None) -> Trajectory:
         raise DataError(f"'{where}/position' holds no frames", path)
     if dim not in (2, 3):
         raise DataError(f"'{where}/position' has {dim} components per particle, expected 2 or 3", path)
+    if n == 0:
+        raise DataError(f"'{where}/position' holds no particles", path)
+    # the shape comes from the file's header: check it fits before reading anything
+    check_frame_memory(n, dim, path)
 
     # --------------------------------------------------------------------- box
     if "box" not in g:
@@ -154,10 +197,17 @@ def _open(f, path: str, group: str | None) -> Trajectory:
     if "edges" in bg.attrs:
         fixed_edges, edges_val = np.asarray(bg.attrs["edges"], dtype=np.float64), None
     elif "edges" in bg and isinstance(bg["edges"], h5py.Dataset):
+        _numeric(bg["edges"], f"{where}/box/edges", path)
+        if bg["edges"].shape not in ((dim,), (dim, dim)):
+            raise DataError(
+                f"box edges have shape {bg['edges'].shape}, expected ({dim},) or ({dim}, {dim})", path
+            )
         fixed_edges, edges_val = np.asarray(bg["edges"][()], dtype=np.float64), None
-    elif "edges" in bg and "value" in bg["edges"]:
-        fixed_edges, edges_val = None, bg["edges"]["value"]
-        if edges_val.shape[0] != n_frames or edges_val.shape[1:] not in ((dim,), (dim, dim)):
+    elif "edges" in bg and isinstance(bg["edges"], h5py.Group) and "value" in bg["edges"]:
+        edges_val = _dataset(bg["edges"]["value"], f"{where}/box/edges/value", path)
+        _numeric(edges_val, f"{where}/box/edges/value", path)
+        fixed_edges = None
+        if not edges_val.shape or edges_val.shape[0] != n_frames or edges_val.shape[1:] not in ((dim,), (dim, dim)):
             raise DataError(
                 f"'{where}/box/edges/value' has shape {edges_val.shape}, expected ({n_frames}, {dim})", path
             )
@@ -180,11 +230,14 @@ def _open(f, path: str, group: str | None) -> Trajectory:
     if "species" not in g:
         raise DataError(f"no '{where}/species': cannot tell the particle species", path)
     se = g["species"]
-    sval = se["value"] if isinstance(se, h5py.Group) else se
     species_td = isinstance(se, h5py.Group)
+    if species_td and "value" not in se:
+        raise DataError(f"no '{where}/species/value'", path)
+    sval = _dataset(se["value"] if species_td else se, f"{where}/species", path)
+    expect = (n_frames, n) if species_td else (n,)
+    if sval.shape != expect:
+        raise DataError(f"'{where}/species' has shape {sval.shape}, expected {expect} for {n} particles", path)
     s0 = sval[0] if species_td else sval[()]
-    if np.shape(s0) != (n,):
-        raise DataError(f"'{where}/species' has {np.shape(s0)} entries for {n} particles", path)
     enum = h5py.check_enum_dtype(sval.dtype)
     numeric_base = None
     if enum is not None:
@@ -207,7 +260,10 @@ def _open(f, path: str, group: str | None) -> Trajectory:
     img_val = None
     if "image" in g:
         ie = g["image"]
-        img_val = ie["value"] if isinstance(ie, h5py.Group) else ie
+        if isinstance(ie, h5py.Group) and "value" not in ie:
+            raise DataError(f"no '{where}/image/value'", path)
+        img_val = _dataset(ie["value"] if isinstance(ie, h5py.Group) else ie, f"{where}/image", path)
+        _numeric(img_val, f"{where}/image", path)
         expect = (n_frames, n, dim) if isinstance(ie, h5py.Group) else (n, dim)
         if img_val.shape != expect:
             raise DataError(f"'{where}/image' has shape {img_val.shape}, expected {expect}", path)
@@ -216,10 +272,15 @@ def _open(f, path: str, group: str | None) -> Trajectory:
     id_val = None
     if "id" in g:
         ie = g["id"]
-        id_val = ie["value"] if isinstance(ie, h5py.Group) else None
-        ids = np.asarray(id_val[0] if id_val is not None else ie[()], dtype=np.int64)
-        if ids.shape != (n,):
-            raise DataError(f"'{where}/id' has shape {ids.shape}, expected ({n},)", path)
+        if isinstance(ie, h5py.Group) and "value" not in ie:
+            raise DataError(f"no '{where}/id/value'", path)
+        id_ds = _dataset(ie["value"] if isinstance(ie, h5py.Group) else ie, f"{where}/id", path)
+        _numeric(id_ds, f"{where}/id", path, integer=True)
+        id_val = id_ds if isinstance(ie, h5py.Group) else None
+        expect = (n_frames, n) if id_val is not None else (n,)
+        if id_ds.shape != expect:
+            raise DataError(f"'{where}/id' has shape {id_ds.shape}, expected {expect}", path)
+        ids = np.asarray(id_ds[0] if id_val is not None else id_ds[()], dtype=np.int64)
 
     # ------------------------------------------------------------- temperature
     temperature = source = None
@@ -236,20 +297,25 @@ def _open(f, path: str, group: str | None) -> Trajectory:
             except (ValueError, TypeError, IndexError):
                 raise DataError(f"parameters/temperature is not a number ({raw!r})", path) from None
 
+    def read_image(k):
+        raw = np.asarray(img_val[k] if img_td else img_val[()], dtype=np.float64)
+        if not np.isfinite(raw).all() or (np.abs(raw) >= 2.0**62).any():
+            raise DataError(f"frame {k}: '{where}/image' holds a value that is not a finite integer", path)
+        return np.rint(raw).astype(np.int64)
+
     def frames():
         for k in range(n_frames):
             try:
                 pos = np.asarray(read_pos(k), dtype=np.float64)
                 box = fixed_box if fixed_box is not None else box_of(edges_val[k], k)
-                img = None
-                if img_val is not None:
-                    raw_img = img_val[k] if img_td else img_val[()]
-                    img = np.rint(np.asarray(raw_img, dtype=np.float64)).astype(np.int64)
+                img = None if img_val is None else read_image(k)
                 if species_td and k > 0 and not np.array_equal(sval[k], s0):
                     raise DataError(f"frame {k}: particle species differ from frame 0 (must be constant)", path)
                 if id_val is not None and k > 0 and not np.array_equal(np.asarray(id_val[k], dtype=np.int64), ids):
                     raise DataError(f"frame {k}: particle ids (order) differ from frame 0; not supported", path)
-            except (OSError, ValueError) as exc:
+            except DataError:
+                raise
+            except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
                 raise DataError(f"frame {k}: cannot read ({_short(exc)}); truncated file?", path) from None
             yield Frame(
                 index=k,

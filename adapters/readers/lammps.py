@@ -33,7 +33,7 @@ import numpy as np
 from adapters.trajectory import Frame, Trajectory, make_box
 from diag.errors import DataError
 
-from . import check_complete, count_token, parse_columns
+from . import check_complete, check_count, count_token, int_columns, parse_columns
 
 NAME = "lammps"
 EXTENSIONS = (".dump", ".lammpstrj", ".lammpsdump", ".atom")
@@ -121,13 +121,12 @@ def _read_header(f, k: int, path: str) -> _Header | None:
                 break
             else:
                 raise DataError(f"frame {k}: unexpected item 'ITEM: {item[:40]}'", path)
-        except ValueError:
+        except (ValueError, IndexError, OverflowError):
             raise DataError(f"frame {k}: cannot read the value of 'ITEM: {item}'", path) from None
     for what, val in (("TIMESTEP", h.step), ("NUMBER OF ATOMS", h.n), ("BOX BOUNDS", h.lo)):
         if val is None:
             raise DataError(f"frame {k}: missing 'ITEM: {what}'", path)
-    if h.n <= 0:
-        raise DataError(f"frame {k}: number of atoms is {h.n}", path)
+    check_count(h.n, path, k)
     if not h.columns:
         raise DataError(f"frame {k}: 'ITEM: ATOMS' names no columns", path)
     return h
@@ -193,7 +192,7 @@ class _Layout:
         self.position_names = [n for n in names if n in idx]
 
         data = _parse(lines, self.usecols, path, 0, len(lines))
-        ids, types, pos, img = self._split(data)
+        ids, types, pos, img = self._split(data, path, 0)
         order = np.argsort(ids, kind="stable") if ids is not None else None
         self.ids = ids[order] if order is not None else np.arange(len(lines), dtype=np.int64)
         if ids is not None and np.unique(self.ids).size != self.ids.size:
@@ -223,20 +222,20 @@ class _Layout:
             flat = np.ptp(z) == 0 and (img is None or not img[:, 2].any())
             self.dimensions = 2 if flat else 3
 
-    def _split(self, data: np.ndarray):
+    def _split(self, data: np.ndarray, path: str, k: int):
         j = 0
         ids = types = img = None
         if self.id_col is not None:
-            ids = data[:, j].astype(np.int64)
+            ids = int_columns(data[:, j], "atom ids ('id' column)", path, k)
             j += 1
         if self.type_col is not None:
-            types = data[:, j].astype(np.int64)
+            types = int_columns(data[:, j], "atom types ('type' column)", path, k)
             j += 1
         npos = len(self.pos_cols)
         pos = data[:, j : j + npos]
         j += npos
         if self.images:
-            img = data[:, j : j + 3].astype(np.int64)
+            img = int_columns(data[:, j : j + 3], "image flags ('ix iy iz' columns)", path, k)
         return ids, types, pos, img
 
 
@@ -269,7 +268,7 @@ def open(path: str, **options) -> Trajectory:  # noqa: A001 - the reader protoco
                 frame=k,
             )
             data = _parse(lines, lay.usecols, path, k, n)
-            ids, types, pos, img = lay._split(data)
+            ids, types, pos, img = lay._split(data, path, k)
             if ids is not None:
                 order = np.argsort(ids, kind="stable")
                 if not np.array_equal(ids[order], lay.ids):

@@ -35,7 +35,7 @@ import numpy as np
 from adapters.trajectory import Frame, Trajectory, make_box
 from diag.errors import DataError
 
-from . import check_complete, count_lines, parse_columns
+from . import check_complete, check_count, count_lines, parse_columns
 
 NAME = "xyz"
 EXTENSIONS = (".xyz", ".extxyz")
@@ -81,6 +81,8 @@ def _properties(spec: str, path: str):
             c = int(cnt)
         except ValueError:
             raise DataError(f"malformed Properties '{spec}' (count '{cnt}')", path) from None
+        if not 1 <= c <= 1000:
+            raise DataError(f"malformed Properties '{spec}' (count {c} for '{parts[i]}')", path)
         cols[name] = (start, typ, c)
         start += c
     if "pos" not in cols:
@@ -120,6 +122,7 @@ def _raw_frames(path: str):
                 n = int(first.split()[0])
             except (ValueError, IndexError):
                 raise DataError(f"frame {k}: expected the particle count, got {first.strip()[:40]!r}", path) from None
+            check_count(n, path, k, "particles")
             comment = f.readline()
             if not comment:
                 raise DataError(f"frame {k}: file ends before the comment line (truncated file?)", path)
@@ -135,8 +138,6 @@ def open(path: str, **options) -> Trajectory:  # noqa: A001 - the reader protoco
     if first is None:
         raise DataError("no frames in the XYZ file", path)
     _, n, comment0, lines0 = first
-    if n <= 0:
-        raise DataError(f"frame 0: particle count is {n}", path)
     keys0 = parse_comment(comment0, path, 0)
     if "lattice" not in keys0:
         raise DataError("frame 0: no Lattice= in the comment line (plain XYZ has no periodic box)", path)
@@ -214,7 +215,7 @@ def open(path: str, **options) -> Trajectory:  # noqa: A001 - the reader protoco
                     step = int(float(keys.get("step", keys.get("timestep"))))
                 if "time" in keys:
                     time = float(keys["time"])
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise DataError(f"frame {k}: Step or Time is not a number", path) from None
             yield Frame(
                 index=k,
