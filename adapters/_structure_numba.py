@@ -1,10 +1,11 @@
 """Compiled (numba) kernels of :mod:`adapters.structure`; optional (``pip install 'glass-diag[fast]'``).
 
 Importing this module imports numba (an ``ImportError`` means: use the numpy path). Nothing is
-compiled at import: each kernel is compiled on its first call (a few seconds) and cached on disk
-(``cache=True``: in ``__pycache__`` beside this file, or, where that is not writable, in numba's
-per-user cache directory; ``NUMBA_CACHE_DIR`` overrides both). The callers always pass the same
-argument types (int64 / float64 / float32, C-contiguous), so there is one compilation per kernel.
+compiled at import: the kernels are compiled on their first call (~15 s in all on a 2-core
+machine) and cached on disk (``cache=True``: in ``__pycache__`` beside this file, or, where that
+is not writable, in numba's per-user cache directory; ``NUMBA_CACHE_DIR`` overrides both); later
+sessions load them in well under a second. The callers always pass the same argument types
+(int64 / float64 / float32, C-contiguous), so there is one compilation per kernel.
 
 Layout. Neighbours of one chunk of query particles are a CSR structure: the bonds of query ``b``
 are ``ptr[b] .. ptr[b+1]``, grouped by neighbour species in ascending order, each with its
@@ -19,9 +20,10 @@ the freud engine builds it in numpy. :func:`chunk_sums` turns it into features:
   ``cos theta_jik``; the Gaussian factors ``exp(-S / xi^2)`` come from a small "program" (one
   ``exp`` per pair when every ``1/xi^2`` is an integer multiple of a base, else one per (pair,
   xi)), the angular factors ``(1 + lambda cos)^zeta`` from another (repeated multiplication for
-  integer zeta, ``pow`` otherwise); the per-pair work runs over blocks of partners ``k`` of one
-  ``j`` in contiguous arrays, with element-wise accumulators (no floating-point reassociation is
-  needed for SIMD, so ``fastmath`` stays off).
+  integer zeta, ``pow`` otherwise). Pairs are collected into blocks of ``_BLK_A`` and every pass
+  is element-wise over a block, products added into element-wise accumulators that are summed
+  once per species pair: LLVM vectorises all of it without reassociating floating-point sums, so
+  ``fastmath`` stays off. ``exp`` on blocks is :func:`_exp_array` (vectorisable, not libm).
 
 Program encoding (rows of a small work matrix, one row per intermediate array over pairs)::
 
@@ -37,17 +39,15 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
 
-__all__ = ["cell_neighbours", "chunk_sums", "chunk_features", "all_chunks_prange", "NUMBA_VERSION"]
+__all__ = ["cell_neighbours", "chunk_sums", "chunk_features", "NUMBA_VERSION"]
 
 NUMBA_VERSION = numba.__version__
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 _BLK = 128  # bonds per block of the element-wise radial passes
-_BLK_A = 512  # pairs per block of the element-wise angular passes (programs)
-_LANES = 64  # element-wise accumulators per angular triplet (a power of two)
+_BLK_A = 256  # pairs per block of the element-wise angular passes (a power of two)
 
 
 # ----------------------------------------------------------------------------- neighbours
@@ -264,26 +264,60 @@ def _run_program(kind, dst, a, b, val, src, W, tmp, bits, nk):
 
 @numba.njit(**_JIT)
 def _flush_pairs(T, C, nk, e_kind, e_dst, e_a, e_b, e_val, q_kind, q_dst, q_a, q_b, q_val,
-                 WE, WQ, ACC, tmp, bits, ea, qa):
+                 WE, WQ, ACC, tmp, bits, ts, ea, qa):
     """Gaussian and angular factors of nk pairs; the products of triplet t are added
-    element-wise into the _LANES accumulators ACC[t] (pair k into lane k % _LANES)."""
+    element-wise into the accumulators ACC[t] (pair k into entry k). ``ts`` lists the triplets
+    sorted by Gaussian row ``ea[t]``: triplets sharing a row are done in one pass, up to four
+    at a time."""
     _run_program(e_kind, e_dst, e_a, e_b, e_val, T, WE, tmp, bits, nk)
     _run_program(q_kind, q_dst, q_a, q_b, q_val, C, WQ, tmp, bits, nk)
-    for t in range(ea.size):
-        er = WE[ea[t]]
-        qr = WQ[qa[t]]
-        at = ACC[t]
-        for k0 in range(0, nk, _LANES):
-            m = min(_LANES, nk - k0)
-            for k in range(m):
-                at[k] += er[k0 + k] * qr[k0 + k]
+    n_t = ts.size
+    i = 0
+    while i < n_t:
+        e = ea[ts[i]]
+        j = i + 1
+        while j < n_t and ea[ts[j]] == e:
+            j += 1
+        er = WE[e]
+        while i + 4 <= j:
+            a0 = ACC[ts[i]]
+            a1 = ACC[ts[i + 1]]
+            a2 = ACC[ts[i + 2]]
+            a3 = ACC[ts[i + 3]]
+            q0 = WQ[qa[ts[i]]]
+            q1 = WQ[qa[ts[i + 1]]]
+            q2 = WQ[qa[ts[i + 2]]]
+            q3 = WQ[qa[ts[i + 3]]]
+            for k in range(nk):
+                x = er[k]
+                a0[k] += x * q0[k]
+                a1[k] += x * q1[k]
+                a2[k] += x * q2[k]
+                a3[k] += x * q3[k]
+            i += 4
+        if i + 2 <= j:
+            a0 = ACC[ts[i]]
+            a1 = ACC[ts[i + 1]]
+            q0 = WQ[qa[ts[i]]]
+            q1 = WQ[qa[ts[i + 1]]]
+            for k in range(nk):
+                x = er[k]
+                a0[k] += x * q0[k]
+                a1[k] += x * q1[k]
+            i += 2
+        if i < j:
+            a0 = ACC[ts[i]]
+            q0 = WQ[qa[ts[i]]]
+            for k in range(nk):
+                a0[k] += er[k] * q0[k]
+            i += 1
 
 
 @numba.njit(**_JIT)
 def _lane_sum(a):
-    """Sum of the _LANES entries of a by pairwise halving (element-wise, vectorisable); a is
+    """Sum of the _BLK_A entries of a by pairwise halving (element-wise, vectorisable); a is
     overwritten."""
-    h = _LANES // 2
+    h = _BLK_A // 2
     while h >= 1:
         for k in range(h):
             a[k] += a[k + h]
@@ -309,7 +343,6 @@ def chunk_sums(ptr, nsp, dx, dy, dz, d2, pos, out, ns,
     n_slots = slot_x.size
     feat = np.zeros(nf)
     bits = np.empty(_BLK, dtype=np.int64)
-    tmp = np.empty(_BLK)
     # radial work
     acc = np.zeros(max(rad_next, 1))
     c_neg = -1.0 / (2.0 * rad_L * rad_L)
@@ -338,12 +371,13 @@ def chunk_sums(ptr, nsp, dx, dy, dz, d2, pos, out, ns,
     bitsa = np.empty(_BLK_A, dtype=np.int64)
     WE = np.empty((max(e_nrow, 1), _BLK_A))
     WQ = np.empty((max(q_nrow, 1), _BLK_A))
-    ACC = np.empty((max(n_t, 1), _LANES))
+    ACC = np.empty((max(n_t, 1), _BLK_A))
     ea = np.empty(n_t, dtype=np.int64)
     qa = np.empty(n_t, dtype=np.int64)
     for t in range(n_t):
         ea[t] = e_row[t_e[t]]
         qa[t] = q_row[t_q[t]]
+    ts = np.argsort(ea, kind="mergesort")
     do_ang = n_slots > 0 and n_t > 0
     for b in range(B):
         feat[:] = 0.0
@@ -449,11 +483,11 @@ def chunk_sums(ptr, nsp, dx, dy, dz, d2, pos, out, ns,
                         kb += nk
                         if n == _BLK_A:
                             _flush_pairs(T, C, n, e_kind, e_dst, e_a, e_b, e_val, q_kind, q_dst, q_a,
-                                         q_b, q_val, WE, WQ, ACC, tmpa, bitsa, ea, qa)
+                                         q_b, q_val, WE, WQ, ACC, tmpa, bitsa, ts, ea, qa)
                             n = 0
                 if n:
                     _flush_pairs(T, C, n, e_kind, e_dst, e_a, e_b, e_val, q_kind, q_dst, q_a,
-                                 q_b, q_val, WE, WQ, ACC, tmpa, bitsa, ea, qa)
+                                 q_b, q_val, WE, WQ, ACC, tmpa, bitsa, ts, ea, qa)
                 col = slot_col[sl]
                 for t in range(n_t):
                     feat[col + t] = _lane_sum(ACC[t])
@@ -493,23 +527,3 @@ def chunk_features(qidx, pos, out, cap, pts, cell_of, cell_coord, nc, L, inv_mi,
                rc_a2, c2, slot_x, slot_y, slot_col, e_kind, e_dst, e_a, e_b, e_val, e_nrow, e_row,
                q_kind, q_dst, q_a, q_b, q_val, q_nrow, q_row, t_e, t_q)
     return cap
-
-
-@numba.njit(parallel=True, **_JIT)
-def all_chunks_prange(gptr, qall, pall, out, cap, pts, cell_of, cell_coord, nc, L, inv_mi, stencil, o_all,
-                      st_all, ps, rq2, errs, ns,
-                      rc_r2, rad_n, rad_uniform, rad_r, rad_order, rad_r0, rad_h, rad_W, rad_cw,
-                      rad_mlo, rad_next, rad_L,
-                      rc_a2, c2, slot_x, slot_y, slot_col, e_kind, e_dst, e_a, e_b, e_val, e_nrow,
-                      e_row, q_kind, q_dst, q_a, q_b, q_val, q_nrow, q_row, t_e, t_q):
-    """Every chunk (``qall[gptr[g]:gptr[g+1]]``) with numba threads (``prange`` over chunks)."""
-    ng = gptr.size - 1
-    for g in prange(ng):
-        a = gptr[g]
-        b = gptr[g + 1]
-        chunk_features(qall[a:b], pall[a:b], out, cap, pts, cell_of, cell_coord, nc, L, inv_mi, stencil,
-                       o_all, st_all, ps, rq2, errs[g], ns,
-                       rc_r2, rad_n, rad_uniform, rad_r, rad_order, rad_r0, rad_h, rad_W, rad_cw,
-                       rad_mlo, rad_next, rad_L,
-                       rc_a2, c2, slot_x, slot_y, slot_col, e_kind, e_dst, e_a, e_b, e_val, e_nrow,
-                       e_row, q_kind, q_dst, q_a, q_b, q_val, q_nrow, q_row, t_e, t_q)

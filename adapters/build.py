@@ -177,6 +177,7 @@ def build_dataset(
     config: FeaturesConfig | None = None,
     fmt: str | None = None,
     progress: ProgressCallback | None = None,
+    scheduler=None,
 ):
     """Label rearrangements and compute structure functions for several trajectories.
 
@@ -195,6 +196,10 @@ def build_dataset(
         ``"xyz"``); default: detect per file.
     progress : callable, optional
         ``progress(file_index, path, frames_done, n_frames)`` after each frame.
+    scheduler : diag.parallel.Scheduler, optional
+        Where the structure functions of the labelled frames are computed (the tasks; the
+        frames are read and labelled here, in order). None: in this process. The dataset
+        does not depend on it (``docs/scale.md``).
 
     Returns
     -------
@@ -264,12 +269,16 @@ def build_dataset(
             prepared.append(_Prepared(traj, float(T), src, type_map, mapping))
 
         # ---------------------------------------------------------- process
+        from diag.parallel import as_scheduler
+
         engine = StructureFunctions(scfg)
         n_feat = int(scfg.n_features)
         parts: list[_FileSamples] = []
         file_records = []
+        sched = as_scheduler(scheduler)
+        frames_total = sum(len(dcfg.sampled_frames(p.traj.n_frames)) for p in prepared)
         for i, prep in enumerate(prepared):
-            samples, record = _process(i, prep, engine, n_feat, scfg, dcfg, progress)
+            samples, record = _process(i, prep, engine, n_feat, scfg, dcfg, progress, sched, frames_total)
             parts.append(samples)
             file_records.append(record)
     finally:
@@ -328,7 +337,72 @@ def build_dataset(
     return ds.validate()
 
 
-def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsConfig, progress):
+@dataclass(frozen=True)
+class _EngineSpec:
+    """How to rebuild the caller's structure-function engine in a worker (picklable)."""
+
+    config: Any
+    chunk_size: int
+    n_threads: int
+    neighbours: str
+    kernel: str
+
+    @classmethod
+    def of(cls, engine) -> "_EngineSpec":
+        return cls(engine.config, int(getattr(engine, "chunk_size", 256)), int(getattr(engine, "n_threads", 1)),
+                   str(getattr(engine, "neighbours", "cells")), str(getattr(engine, "kernel_", "auto")))
+
+    def build(self):
+        from .structure import StructureFunctions
+
+        return StructureFunctions(self.config, self.chunk_size, n_threads=self.n_threads,
+                                  neighbours=self.neighbours, kernel=self.kernel)
+
+
+class _EngineRef:
+    """The caller's engine in this process; pickled (for a worker), a recipe for a fresh engine per task."""
+
+    def __init__(self, engine=None, spec: _EngineSpec | None = None):
+        self.engine, self.spec = engine, spec
+
+    def get(self):
+        return self.engine if self.engine is not None else self.spec.build()
+
+    def __reduce__(self):
+        return (_EngineRef, (None, self.spec if self.spec is not None else _EngineSpec.of(self.engine)))
+
+
+def _frame_task(shared, job) -> np.ndarray:
+    """Structure functions of the labelled particles of one frame (a task of feature extraction).
+
+    Returns the ``(len(particles), n_features)`` float32 rows in the order of ``particles``.
+    """
+    ref, types, path, n_feat = shared
+    frame, lengths, pts, particles = job
+    engine = ref.get()
+    try:
+        res = engine.compute(lengths, pts, types, query_indices=particles)
+    except GlassDiagError as exc:
+        if exc.path is not None:
+            raise
+        raise type(exc)(f"frame {frame}: structure functions: {exc.message}", path) from None
+    feats = np.asarray(res.features)
+    qi = getattr(res, "query_indices", None)
+    if qi is not None and not np.array_equal(np.asarray(qi), particles):
+        where = {int(q): j for j, q in enumerate(np.asarray(qi))}
+        feats = feats[[where[int(p)] for p in particles]]
+    if feats.shape != (particles.size, n_feat):
+        raise RuntimeError(
+            f"structure functions returned shape {feats.shape}, expected ({particles.size}, {n_feat})"
+        )
+    return feats.astype(np.float32, copy=False)
+
+
+def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsConfig, progress, sched=None,
+             frames_total=None):
+    from diag.parallel import as_scheduler
+
+    sched = as_scheduler(sched)
     traj = prep.traj
     path = traj.path
     n = traj.n_particles
@@ -341,9 +415,33 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
     pending: dict[int, tuple] = {}
     out = _FileSamples()
     n_soft = n_hard = 0
+    # labelled frames wait here until a batch of them is computed (by the scheduler's workers);
+    # their rows are appended in frame order whatever the schedule
+    shared = (_EngineRef(engine), types, path, n_feat)
+    batch = 1 if not sched.parallel else int(min(max(8, 4 * sched.n_workers), 256))
+    waiting: list[tuple] = []
+
+    def flush():
+        nonlocal n_soft, n_hard
+        if not waiting:
+            return
+        jobs = [(fl.frame, lengths, pts, fl.particles) for fl, lengths, pts in waiting]
+        if sched.parallel:
+            rows = sched.map(_frame_task, jobs, shared=shared, key=("features", id(engine)), total=frames_total)
+        else:
+            rows = [_frame_task(shared, job) for job in jobs]
+        for (fl, _, _), feats in zip(waiting, rows):
+            out.features.append(feats)
+            out.label.append(fl.label)
+            out.p_hop.append(fl.p_hop)
+            out.group.append(np.full(fl.particles.size, file_index * GROUP_STRIDE + fl.frame, dtype=np.int64))
+            out.species.append(types[fl.particles].astype(np.int32))
+            out.particle.append(traj.particle_ids[fl.particles])
+            n_soft += fl.n_soft
+            n_hard += fl.n_hard
+        waiting.clear()
 
     def handle(labels):
-        nonlocal n_soft, n_hard
         for fl in labels:
             box, pos = pending.pop(fl.frame)
             out.n_sampled += 1
@@ -357,29 +455,9 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
             pts = box.centred(pos)
             if pts.shape[1] == 2:
                 pts = np.column_stack([pts, np.zeros(n)])
-            try:
-                res = engine.compute(box.lengths, pts, types, query_indices=fl.particles)
-            except GlassDiagError as exc:
-                if exc.path is not None:
-                    raise
-                raise type(exc)(f"frame {fl.frame}: structure functions: {exc.message}", path) from None
-            feats = np.asarray(res.features)
-            qi = getattr(res, "query_indices", None)
-            if qi is not None and not np.array_equal(np.asarray(qi), fl.particles):
-                where = {int(q): j for j, q in enumerate(np.asarray(qi))}
-                feats = feats[[where[int(p)] for p in fl.particles]]
-            if feats.shape != (fl.particles.size, n_feat):
-                raise RuntimeError(
-                    f"structure functions returned shape {feats.shape}, expected ({fl.particles.size}, {n_feat})"
-                )
-            out.features.append(feats.astype(np.float32, copy=False))
-            out.label.append(fl.label)
-            out.p_hop.append(fl.p_hop)
-            out.group.append(np.full(fl.particles.size, file_index * GROUP_STRIDE + fl.frame, dtype=np.int64))
-            out.species.append(types[fl.particles].astype(np.int32))
-            out.particle.append(traj.particle_ids[fl.particles])
-            n_soft += fl.n_soft
-            n_hard += fl.n_hard
+            waiting.append((fl, box.lengths, pts))
+            if len(waiting) >= batch:
+                flush()
 
     for frame in traj:
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite p_hop is an error in handle()
@@ -393,6 +471,7 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
     with np.errstate(over="ignore", invalid="ignore"):
         labels = labeller.finish()
     handle(labels)
+    flush()
 
     dt_steps, dt_time = traj.frame_interval_steps, traj.frame_interval_time
     record = {

@@ -83,6 +83,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--scheduler", metavar="WHERE", default="processes",
+        help="where the frames' structure functions are computed: serial, processes (default: local "
+        "processes when the job is large enough to gain from them; processes:N for N), or a dask scheduler "
+        "address tcp://HOST:PORT (pip install 'glass-diag[dask]'); the dataset does not depend on it",
+    )
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -149,8 +155,78 @@ class _Progress:
         self._bar.update(self._tasks[file_index], completed=done)
 
 
+#: compiled extensions of the features path, imported up front (see :func:`_preload`)
+_PRELOAD = ("h5py", "freud", "gsd.hoomd", "numba", "adapters.structure")
+
+
+def _preload() -> None:
+    """Import the compiled extensions of the features path with SIGINT / SIGTERM held.
+
+    A KeyboardInterrupt raised while a C extension is being imported can abort the
+    interpreter (seen with freud: a traceback and exit code -6), or make CPython exit by
+    SIGINT after the CLI has handled the interrupt (exit -2 instead of 130). These imports
+    otherwise happen in the middle of the run (the first structure-function call imports
+    freud); done here, a Ctrl-C that arrives meanwhile is acted on right after them.
+    """
+    import importlib
+
+    from diag.dataset import held_interrupts
+
+    with held_interrupts():
+        for name in _PRELOAD:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # optional (gsd), or reported where it is needed
+                pass
+
+
+class _RememberedInterrupts:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, and are remembered.
+
+    Python runs a signal's handler in whatever Python code executes next; when that is a
+    weakref callback or a ``__del__`` (h5py and numba run many), the KeyboardInterrupt is
+    printed as "Exception ignored" and dropped, and the interrupted run would go on and
+    publish its output. :meth:`check`, called before the output is written, raises it
+    again. An ignored signal (a background job's SIGINT) stays ignored.
+    """
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def _handler(self, signum, frame):
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                    self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> bool:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``diag features``; returns 0, raises GlassDiagError subclasses on errors."""
+    with _RememberedInterrupts() as interrupts:
+        return _run(args, interrupts)
+
+
+def _run(args: argparse.Namespace, interrupts: _RememberedInterrupts) -> int:
     from .build import build_dataset
     from .config import load_config
 
@@ -158,15 +234,20 @@ def run(args: argparse.Namespace) -> int:
     output = os.fspath(args.output)
     check_output(output, [*paths, args.config], args.force)
     config = load_config(args.config).with_every(args.every)
+    _preload()  # after the quick checks of the request
     show = not args.quiet and sys.stderr.isatty()
-    with _Progress(show) as progress:
+    from diag.parallel import Scheduler
+
+    with Scheduler.from_spec(getattr(args, "scheduler", "processes")) as sched, _Progress(show) as progress:
         ds = build_dataset(
             paths,
             temperatures=args.temperature,
             config=config,
             fmt=None if args.format == "auto" else args.format,
             progress=progress,
+            scheduler=sched,
         )
+    interrupts.check()  # an interrupt that Python dropped: publish nothing
     written = ds.write(output, overwrite=args.force)
     n_soft = int(ds.label.sum())
     n_frames = len(set(ds.group.tolist()))

@@ -20,6 +20,9 @@ Usage (freud style: compute, then read properties)::
 
     sf = StructureFunctions(StructureConfig.kob_andersen())
     X = sf.compute(box, points, types).features      # (n_query, 166) float32
+
+The sums run in compiled numba kernels (``adapters._structure_numba``, optional extra
+``glass-diag[fast]``) when numba is installed, else in numpy (``kernel=``; same results).
 """
 
 from __future__ import annotations
@@ -129,7 +132,9 @@ class StructureConfig:
         species order (``AA, AB, BB``). ``(Y, X)`` is the same function as ``(X, Y)`` and is stored
         in species order.
     tolerance : float
-        Truncation tolerance, ``0 < tolerance < 1``, from which the neighbour cutoffs are derived.
+        Truncation tolerance, ``0 < tolerance < 1``, from which the neighbour cutoffs are derived
+        (default ``1e-4``: typical angular-feature truncation error ~0.5%, see
+        ``docs/structure-functions.md``).
     """
 
     species: tuple[str, ...] = ("A", "B")
@@ -137,7 +142,7 @@ class StructureConfig:
     radial_width: float = 0.1
     angular: tuple[tuple[float, float, float], ...] = field(default_factory=_ka_angular)
     angular_pairs: tuple[tuple[str, str], ...] | None = None
-    tolerance: float = 1e-3
+    tolerance: float = 1e-4
 
     def __post_init__(self):
         self._validate()
@@ -532,17 +537,20 @@ class _Workspace(threading.local):
 # ----------------------------------------------------------------------------- compute
 _ENGINES = ("cells", "freud")
 _KERNELS = ("auto", "numba", "numpy")
-_NB_MODULE: list = []
+_NB_MODULE: list = []  # [(module or None, reason it is None)], filled on first use
 
 
 def _numba_module():
-    """``adapters._structure_numba`` if numba can be imported, else None (tried once)."""
+    """``(adapters._structure_numba, "")`` if numba loads, else ``(None, reason)`` (tried once)."""
     if not _NB_MODULE:
         try:
             from adapters import _structure_numba as nb
-        except ImportError:
-            nb = None
-        _NB_MODULE.append(nb)
+            reason = ""
+        except ImportError as e:  # numba (or llvmlite) not installed, or not for this numpy
+            nb, reason = None, f"numba is not installed or does not load ({e})"
+        except Exception as e:  # e.g. no writable numba cache directory: see the docs
+            nb, reason = None, f"numba failed to load the kernels ({type(e).__name__}: {e})"
+        _NB_MODULE.append((nb, reason))
     return _NB_MODULE[0]
 
 
@@ -575,10 +583,6 @@ class StructureFunctions:
         numba call of a session compiles the kernels or loads them from numba's on-disk cache.
     """
 
-    #: how the numba kernel uses ``n_threads``: "pool" (the thread pool over chunks, nogil
-    #: kernels) or "prange" (one parallel numba call); see docs/structure-functions.md
-    _numba_threading = "pool"
-
     def __init__(self, config: StructureConfig | None = None, chunk_size: int = 256, *,
                  n_threads: int | None = None, neighbours: str = "cells", kernel: str = "auto"):
         if config is None:
@@ -604,10 +608,9 @@ class StructureFunctions:
             raise UsageError(f"kernel must be one of {', '.join(_KERNELS)}, got {kernel!r}")
         self._nb = None
         if kernel != "numpy":
-            self._nb = _numba_module()
+            self._nb, reason = _numba_module()
             if self._nb is None and kernel == "numba":
-                raise UsageError("kernel='numba' needs numba, which is not installed: "
-                                 "pip install 'glass-diag[fast]'")
+                raise UsageError(f"kernel='numba' is unavailable: {reason}; pip install 'glass-diag[fast]'")
         self.neighbours = neighbours
         self.kernel = kernel
         self._features: np.ndarray | None = None
@@ -706,7 +709,7 @@ class StructureFunctions:
         out = np.empty((q.size, cfg.n_features), dtype=np.float32)
         groups = ctx.groups(q, self.chunk_size)  # list of positions into q
         if self._nb is not None:
-            _NumbaRun(self._nb, ctx).run(q, groups, out, self.n_threads, self._numba_threading)
+            _NumbaRun(self._nb, ctx).run(q, groups, out, self.n_threads)
             self._features = out
             self._query_indices = q
             return self
@@ -1371,11 +1374,10 @@ class _NumbaRun:
         dz = np.ascontiguousarray(vec[2]) if ctx.dim == 3 else zero
         return ptr, nsp, dx, dy, dz, d2
 
-    def run(self, q, groups, out, n_threads: int, threading_mode: str = "pool") -> None:
+    def run(self, q, groups, out, n_threads: int) -> None:
+        """Every group (chunk of positions into q) into out; n_threads > 1: a thread pool over
+        chunks (the kernels release the GIL)."""
         if not groups:
-            return
-        if threading_mode == "prange" and self.ctx.engine == "cells" and n_threads > 1:
-            self._run_prange(q, groups, out, n_threads)
             return
 
         def one(pos):
@@ -1388,22 +1390,3 @@ class _NumbaRun:
         else:
             for g in groups:
                 one(g)
-
-    def _run_prange(self, q, groups, out, n_threads: int) -> None:
-        import numba
-
-        nb = self.nb
-        gptr = np.concatenate(([0], np.cumsum([g.size for g in groups]))).astype(np.int64)
-        pall = np.ascontiguousarray(np.concatenate(groups), dtype=np.int64)
-        qall = np.ascontiguousarray(q[pall], dtype=np.int64)
-        errs = np.full((len(groups), 2), -1, dtype=np.int64)
-        cap = int(max(g.size for g in groups)) * self.per_query
-        prev = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
-        try:
-            nb.all_chunks_prange(gptr, qall, pall, out, cap, *self._cell_args(), errs, self.plan.ns,
-                                 *self.sargs)
-        finally:
-            numba.set_num_threads(prev)
-        for err in errs:
-            self._raise_coincident(err)

@@ -2,27 +2,46 @@
 
 Compares, in one run and on the same frame,
   (a) a straightforward baseline: freud neighbour list + numpy (radial by broadcasting every
-      bond against the r grid; angular by looping over particles and their neighbour pairs), and
-  (b) glass-diag's :class:`adapters.structure.StructureFunctions`,
-and prints particles/s (radial, angular, all), the ratio, peak memory and the largest relative
-difference between the two.
+      bond against the r grid; angular by looping over particles and their neighbour pairs),
+  (b) :class:`adapters.structure.StructureFunctions` with ``kernel="numpy"``,
+  (c) the same with ``kernel="numba"`` on 1 and on 2 threads (thread pool over chunks, nogil
+      kernels: what ``n_threads`` does), and
+  (c') the numba kernels driven by one ``parallel=True`` numba function (``prange`` over the
+      same chunks) on 2 threads: the alternative to the thread pool, for comparison,
+and prints particles/s (radial, angular, all; wall clock and per CPU-second), the ratio to (a),
+the peak memory and the largest relative difference from (a).
 
 Usage::
 
-    python bench/features.py [--n 4000] [--density 1.2] [--threads 2] [--seed 0]
+    python bench/features.py [--n 4000] [--density 1.2] [--seed 0] [--skip-baseline]
 
 BLAS threads are pinned to 1 (set before numpy is imported) unless the environment sets them.
+Numba: the JIT compile time is measured in a subprocess with an empty cache directory (a fresh
+temporary ``NUMBA_CACHE_DIR`` unless the environment sets one) and printed; this process then
+loads the compiled kernels from that cache while warming up on a small frame, so compile and load
+times are not in the timings (code loaded from numba's cache is also the code users run in
+every session after the first).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
+if "NUMBA_CACHE_DIR" not in os.environ and "--_compile-only" not in sys.argv:
+    import atexit  # noqa: E402
+    import shutil  # noqa: E402
+    import tempfile  # noqa: E402
+
+    _CACHE = tempfile.mkdtemp(prefix="glass-diag-bench-numba-")
+    os.environ["NUMBA_CACHE_DIR"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
+import gc  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -31,9 +50,61 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from adapters import structure  # noqa: E402
 from adapters.structure import StructureConfig, StructureFunctions  # noqa: E402
 
 REL_FLOOR = 1e-6  # |a - b| / max(|b|, REL_FLOOR): values below 1e-6 count as zero
+
+try:
+    import numba
+
+    from adapters._structure_numba import chunk_features as _chunk_features
+except ImportError:  # the numba columns are left out
+    numba = None
+
+if numba is not None:
+    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=False, error_model="numpy")
+    def _prange_all(gptr, qall, pall, out, cap, pts, cell_of, cell_coord, nc, L, inv_mi, stencil,
+                    o_all, st_all, ps, rq2, errs, ns,
+                    rc_r2, rad_n, rad_uniform, rad_r, rad_order, rad_r0, rad_h, rad_W, rad_cw,
+                    rad_mlo, rad_next, rad_L,
+                    rc_a2, c2, slot_x, slot_y, slot_col, e_kind, e_dst, e_a, e_b, e_val, e_nrow,
+                    e_row, q_kind, q_dst, q_a, q_b, q_val, q_nrow, q_row, t_e, t_q):
+        """(c'): every chunk ``qall[gptr[g]:gptr[g+1]]`` with numba's threads."""
+        for g in numba.prange(gptr.size - 1):
+            a = gptr[g]
+            b = gptr[g + 1]
+            _chunk_features(qall[a:b], pall[a:b], out, cap, pts, cell_of, cell_coord, nc, L, inv_mi,
+                            stencil, o_all, st_all, ps, rq2, errs[g], ns,
+                            rc_r2, rad_n, rad_uniform, rad_r, rad_order, rad_r0, rad_h, rad_W, rad_cw,
+                            rad_mlo, rad_next, rad_L,
+                            rc_a2, c2, slot_x, slot_y, slot_col, e_kind, e_dst, e_a, e_b, e_val,
+                            e_nrow, e_row, q_kind, q_dst, q_a, q_b, q_val, q_nrow, q_row, t_e, t_q)
+
+
+def prange_features(cfg, lengths, pts, types, n_threads, chunk_size):
+    """(c'): the numba kernels over all chunks in one ``parallel=True`` call (cells engine)."""
+    fbox, L = structure._as_box(lengths)
+    p = np.array(pts, dtype=np.float64)
+    p[:, :L.size] -= L * np.floor(p[:, :L.size] / L + 0.5)
+    ctx = structure._Context(cfg, fbox, L, p, np.asarray(types, dtype=np.int64), "cells")
+    run = structure._NumbaRun(structure._numba_module()[0], ctx)
+    q = np.arange(len(p), dtype=np.int64)
+    groups = ctx.groups(q, chunk_size)
+    gptr = np.concatenate(([0], np.cumsum([g.size for g in groups]))).astype(np.int64)
+    pall = np.ascontiguousarray(np.concatenate(groups), dtype=np.int64)
+    qall = np.ascontiguousarray(q[pall])
+    errs = np.full((len(groups), 2), -1, dtype=np.int64)
+    out = np.empty((q.size, cfg.n_features), dtype=np.float32)
+    cap = int(max(g.size for g in groups)) * run.per_query
+    prev = numba.get_num_threads()
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        _prange_all(gptr, qall, pall, out, cap, *run._cell_args(), errs, run.plan.ns, *run.sargs)
+    finally:
+        numba.set_num_threads(prev)
+    assert np.all(errs < 0)
+    return out
 
 
 # ----------------------------------------------------------------------------- the frame
@@ -140,8 +211,9 @@ class Baseline:
         return np.hstack([self.radial(lengths, pts, types), self.angular(lengths, pts, types)])
 
 
-# ----------------------------------------------------------------------------- timing
+# ----------------------------------------------------------------------------- measuring
 def timed(fn, repeat):
+    """Best wall-clock and best CPU time (all threads of the process) over ``repeat`` runs."""
     best_wall = best_cpu = float("inf")
     res = None
     for _ in range(repeat):
@@ -152,94 +224,194 @@ def timed(fn, repeat):
     return res, best_wall, best_cpu
 
 
+def _status_kb(key):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
 def peak_mb(fn):
-    tracemalloc.start()
+    """Peak extra memory of one call: the resident-set high-water mark above the resident set at
+    the start (Linux: /proc/self/clear_refs resets the mark), which counts every allocation
+    (numpy, numba's runtime, freud); elsewhere the numpy allocations traced by tracemalloc."""
+    gc.collect()
     try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back first
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        start = _status_kb("VmRSS")
         fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
+        return (_status_kb("VmHWM") - start) / 1024.0, "RSS"
+    except OSError:
+        tracemalloc.start()
+        try:
+            fn()
+            return tracemalloc.get_traced_memory()[1] / 2**20, "traced"
+        finally:
+            tracemalloc.stop()
 
 
 def rel_diff(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), REL_FLOOR))) if a.size else 0.0
 
 
+def warm_frame():
+    """A small low-density frame that the default cutoffs fit (to compile / load the kernels)."""
+    return ka_frame(300, 0.18, 1, 0)
+
+
+def compile_kernels(chunk_size):
+    """Run every numba code path of the benchmark once on the small frame; returns seconds."""
+    lengths, pts, types = warm_frame()
+    cfg = StructureConfig.kob_andersen()
+    t = time.perf_counter()
+    StructureFunctions(cfg, chunk_size=chunk_size, kernel="numba").compute(lengths, pts, types)
+    prange_features(cfg, lengths, pts, types, 2, chunk_size)
+    return time.perf_counter() - t
+
+
+# ----------------------------------------------------------------------------- main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=4000, help="particles (default 4000)")
     ap.add_argument("--density", type=float, default=1.2, help="number density (default 1.2)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--relax-steps", type=int, default=30, help="overlap-removal steps (default 30)")
-    ap.add_argument("--threads", type=int, default=2, help="worker threads of (b) (default 2)")
-    ap.add_argument("--chunk-size", type=int, default=256, help="query particles per chunk of (b)")
-    ap.add_argument("--repeat", type=int, default=3, help="timing repeats of (b), best kept (default 3)")
-    ap.add_argument("--skip-baseline", action="store_true", help="time (b) only")
+    ap.add_argument("--threads", type=int, default=2, help="threads of (b), and the multi-thread runs of (c) (default 2)")
+    ap.add_argument("--chunk-size", type=int, default=256, help="query particles per chunk of (b), (c)")
+    ap.add_argument("--repeat", type=int, default=3, help="timing repeats of (b), (c), best kept (default 3)")
+    ap.add_argument("--tolerance", type=float, default=None, help="truncation tolerance (default: the config default)")
+    ap.add_argument("--skip-baseline", action="store_true", help="leave out (a)")
+    ap.add_argument("--_compile-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
-    cfg = StructureConfig.kob_andersen()
+    if args._compile_only:
+        print(f"{compile_kernels(args.chunk_size):.3f}")
+        return 0
+
+    kw = {} if args.tolerance is None else {"tolerance": args.tolerance}
+    cfg = StructureConfig.kob_andersen() if not kw else StructureConfig(**kw)
     cfg_r = StructureConfig(radial_r=cfg.radial_r, radial_width=cfg.radial_width, angular=(),
                             tolerance=cfg.tolerance)
     cfg_a = StructureConfig(radial_r=(), angular=cfg.angular, tolerance=cfg.tolerance)
+    families = (("radial", cfg_r), ("angular", cfg_a), ("all", cfg))
+    load0 = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     lengths, pts, types = ka_frame(args.n, args.density, args.seed, args.relax_steps)
     n = args.n
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    th = args.threads
+
+    have_numba = numba is not None and structure._numba_module()[0] is not None
+    jit_line = "numba: not installed, (c) and (c') left out"
+    if have_numba:
+        res = subprocess.run([sys.executable, __file__, "--_compile-only", "--chunk-size", str(args.chunk_size)],
+                             capture_output=True, text=True, env=os.environ.copy())
+        if res.returncode != 0:
+            sys.stderr.write(res.stderr)
+            raise SystemExit("numba compile subprocess failed")
+        t_compile = float(res.stdout.strip().splitlines()[-1])
+        t_load = compile_kernels(args.chunk_size)  # loads from the cache just written
+        jit_line = (f"numba {numba.__version__}: JIT compile {t_compile:.1f} s (subprocess, empty cache: "
+                    f"{os.environ['NUMBA_CACHE_DIR']}), load from cache {t_load:.1f} s; both excluded from the timings")
+
     print(f"frame: N={n} ({int(np.sum(types == 0))} A + {int(np.sum(types == 1))} B), 3D, density "
           f"{args.density}, box {lengths[0]:.3f}, random + {args.relax_steps} overlap-removal steps, "
           f"seed {args.seed}")
     print(f"features: {cfg.n_features} ({cfg.n_radial} radial, {cfg.n_angular} angular); cutoffs "
           f"radial {cfg.radial_cutoff:.3f}, angular {cfg.angular_cutoff:.3f} (tolerance {cfg.tolerance:g})")
-    print(f"machine: {os.cpu_count()} cores, load average {load:.2f} at start; BLAS threads "
-          f"{os.environ.get('OPENBLAS_NUM_THREADS')}; (b) threads {args.threads}, chunk {args.chunk_size}")
+    print(f"machine: {os.cpu_count()} cores, load average {load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f} "
+          f"(1 / 5 / 15 min) at start; BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS')}; "
+          f"chunk {args.chunk_size}")
+    print(jit_line)
 
-    def ours(c):
-        sf = StructureFunctions(c, chunk_size=args.chunk_size, n_threads=args.threads)
-        return lambda: sf.compute(lengths, pts, types).features.astype(np.float64)
+    # ---------------------------------------------------------------- the variants
+    def ours(kernel, threads):
+        def make(c):
+            sf = StructureFunctions(c, chunk_size=args.chunk_size, n_threads=threads, kernel=kernel)
+            return lambda: sf.compute(lengths, pts, types).features.astype(np.float64)
+        return make
 
-    ours(cfg)()  # warm-up (imports, caches)
-    rows = {}
-    res_b = {}
-    for name, c in (("radial", cfg_r), ("angular", cfg_a), ("all", cfg)):
-        res_b[name], w, cpu = timed(ours(c), args.repeat)
-        rows.setdefault(name, {})["b"] = (w, cpu)
-    mem_b = peak_mb(ours(cfg))
+    def pr(threads):
+        return lambda c: (lambda: prange_features(c, lengths, pts, types, threads, args.chunk_size).astype(np.float64))
 
+    variants = []  # (key, header, threads, factory, repeat)
+    base = Baseline(cfg)
     if not args.skip_baseline:
-        base = Baseline(cfg)
-        res_a = {}
-        res_a["radial"], w_r, c_r = timed(lambda: base.radial(lengths, pts, types), 1)
-        res_a["angular"], w_a, c_a = timed(lambda: base.angular(lengths, pts, types), 1)
-        rows["radial"]["a"] = (w_r, c_r)
-        rows["angular"]["a"] = (w_a, c_a)
-        rows["all"]["a"] = (w_r + w_a, c_r + c_a)
-        res_a["all"] = np.hstack([res_a["radial"], res_a["angular"]])
-        mem_a = peak_mb(lambda: base.all(lengths, pts, types))
+        variants.append(("a", "(a) freud+numpy", 1, None, 1))  # timed per family below
+    variants.append(("b", "(b) numpy kernel", th, ours("numpy", th), args.repeat))
+    if have_numba:
+        variants.append(("c1", "(c) numba", 1, ours("numba", 1), args.repeat))
+        variants.append(("c2", "(c) numba", th, ours("numba", th), args.repeat))
+        variants.append(("cp", "(c') numba prange", th, pr(th), args.repeat))
 
-    def rate(t):
-        return f"{n / t:>10,.0f}"
-
-    print()
-    hdr = f"{'':26s}{'(a) freud+numpy':>18s}{'(b) glass-diag':>18s}{'ratio b/a':>11s}"
-    print(hdr)
-    print("-" * len(hdr))
-    for name in ("radial", "angular", "all"):
-        wb, cb = rows[name]["b"]
-        if "a" in rows[name]:
-            wa, ca = rows[name]["a"]
-            print(f"{name + ' particles/s (wall)':26s}{rate(wa):>18s}{rate(wb):>18s}{wa / wb:>10.1f}x")
-            print(f"{name + ' particles/cpu-s':26s}{rate(ca):>18s}{rate(cb):>18s}{ca / cb:>10.1f}x")
+    rows: dict = {}
+    results: dict = {}
+    mem: dict = {}
+    for key, _, threads, factory, repeat in variants:
+        for name, c in families:
+            if key == "a":
+                if name == "all":  # radial + angular (timed separately above)
+                    wr, cr = rows[("a", "radial")]
+                    wa, ca = rows[("a", "angular")]
+                    rows[(key, name)] = (wr + wa, cr + ca)
+                    results[(key, name)] = np.hstack([results[("a", "radial")], results[("a", "angular")]])
+                    continue
+                fn = {"radial": base.radial, "angular": base.angular}[name]
+                res_, w, cpu = timed(lambda fn=fn: fn(lengths, pts, types), 1)
+            else:
+                f = factory(c)
+                f()  # warm-up (threads, caches)
+                res_, w, cpu = timed(f, repeat)
+            rows[(key, name)] = (w, cpu)
+            results[(key, name)] = res_
+        if key == "a":
+            mem[key] = peak_mb(lambda: base.all(lengths, pts, types))
         else:
-            print(f"{name + ' particles/s (wall)':26s}{'-':>18s}{rate(wb):>18s}")
-            print(f"{name + ' particles/cpu-s':26s}{'-':>18s}{rate(cb):>18s}")
-    if not args.skip_baseline:
-        print(f"{'peak memory (MB, traced)':26s}{mem_a:>18.0f}{mem_b:>18.0f}")
-        diffs = {k: rel_diff(res_b[k], res_a[k]) for k in ("radial", "angular", "all")}
-        worst = diffs["all"]
-        print(f"max relative difference (b vs a, floor {REL_FLOOR:g}): radial {diffs['radial']:.2e}, "
-              f"angular {diffs['angular']:.2e}, all {worst:.2e}  -> {'OK' if worst <= 1e-5 else 'FAIL'} (<= 1e-5)")
-        return 0 if worst <= 1e-5 else 1
-    print(f"{'peak memory (MB, traced)':26s}{'-':>18s}{mem_b:>18.0f}")
-    return 0
+            mem[key] = peak_mb(factory(cfg))
+    load1 = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+
+    # ---------------------------------------------------------------- the table
+    keys = [v[0] for v in variants]
+    W0, W = 27, 18
+    print()
+    print(f"{'':{W0}s}" + "".join(f"{h:>{W}s}" for _, h, _, _, _ in variants))
+    print(f"{'threads':{W0}s}" + "".join(f"{t:>{W}d}" for _, _, t, _, _ in variants))
+    print("-" * (W0 + W * len(variants)))
+
+    def cell(key, name, which):
+        t = rows[(key, name)][which]
+        s = f"{n / t:,.0f}"
+        if "a" in keys and key != "a":
+            s += f" ({rows[('a', name)][which] / t:.1f}x)"
+        return f"{s:>{W}s}"
+
+    for name, _ in families:
+        print(f"{name + ' particles/s (wall)':{W0}s}" + "".join(cell(k, name, 0) for k in keys))
+        print(f"{name + ' particles/cpu-s':{W0}s}" + "".join(cell(k, name, 1) for k in keys))
+    kinds = {m[1] for m in mem.values()}
+    print(f"{'peak memory (MB, ' + '/'.join(sorted(kinds)) + ')':{W0}s}"
+          + "".join(f"{mem[k][0]:>{W}.0f}" for k in keys))
+    ok = True
+    if "a" in keys:
+        for name, _ in families:
+            cells = []
+            for k in keys:
+                if k == "a":
+                    cells.append(f"{'-':>{W}s}")
+                    continue
+                d = rel_diff(results[(k, name)], results[("a", name)])
+                ok &= d <= 1e-5
+                cells.append(f"{d:>{W}.2e}")
+            print(f"{'max rel. diff vs (a) ' + name:{W0}s}" + "".join(cells))
+        print(f"(relative difference |x - a| / max(|a|, {REL_FLOOR:g}); all <= 1e-5: {'OK' if ok else 'FAIL'})")
+    print(f"load average {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f} (1 / 5 / 15 min) at the end")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UsageError
+from .errors import DataError, UsageError
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = True) -> Path:
@@ -27,6 +27,9 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = True) -> Path:
     path = Path(path)
     if path.is_dir():
         raise UsageError("output path is a directory", str(path))
+    if path.exists() and not path.is_file():
+        # a device or pipe would be replaced by a regular file on rename
+        raise UsageError("output path exists and is not a regular file", str(path))
     if path.exists() and not overwrite:
         raise UsageError("output file exists (use --force to replace it)", str(path))
     folder = path.parent if str(path.parent) else Path(".")
@@ -44,14 +47,17 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+        os.close(fd)
         yield tmp
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, read-only folder, ...: one line, not a traceback
+        raise DataError(f"cannot write output ({exc.strerror or exc})", str(path)) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

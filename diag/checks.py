@@ -33,6 +33,7 @@ from .selection import (
     _criterion_of,
     _note,
     _num,
+    _scheduler_of,
     softness_of,
 )
 
@@ -235,6 +236,7 @@ def learning_curve(
     split: Split | None = None,
     heldout: HeldOut | None = None,
     progress: Progress | None = None,
+    scheduler=None,
 ) -> LearningCurve:
     """The criterion against the training size, on the audit's held-out data.
 
@@ -246,12 +248,15 @@ def learning_curve(
     independent). The "still rising" flag is :func:`deficit_test` over the three
     largest sizes with ``lc_deficit_tol``.
 
+    The points (size, repeat) are independent tasks run by ``scheduler`` (a
+    :class:`diag.parallel.Scheduler`; default ``selection_options.scheduler``, None:
+    serially); each draws its training sample from its own seed, so the result does not
+    depend on the scheduler.
+
     Returns
     -------
     LearningCurve
     """
-    from .svm import fit_hinge
-
     options = (options or AuditOptions()).validate()
     sel = (selection_options or SelectionOptions()).validate()
     seed = sel.seed_for(options)
@@ -269,21 +274,22 @@ def learning_curve(
     if not sizes:
         raise InsufficientDataError("no learning-curve size fits in the training groups")
     seqs = np.random.SeedSequence([seed, 0x1C]).spawn(len(sizes) * sel.lc_repeats)
-    points: list[LearningCurvePoint] = []
     X = ds.features
     X_held = X[held.rows]
     # a size taking the whole rarer class: repeats would share it, so they are not independent
     n_rep = {s: (1 if s >= min(pos.size, neg.size) else sel.lc_repeats) for s in sizes}
-    total = sum(n_rep.values())
+    tasks = []
     for i, s in enumerate(sizes):
         for r in range(n_rep[s]):
             rng = np.random.default_rng(seqs[i * sel.lc_repeats + r])
             idx = np.sort(np.concatenate([rng.choice(pos, s, replace=False), rng.choice(neg, s, replace=False)]))
-            tr = TrainSet.from_rows(X[idx], ds.label[idx])
-            res = fit_hinge(tr.Z, tr.y, options.C, tol=options.svm_tol)
-            ev = held.evaluate(softness_of(held.standardised(X_held, tr.mean, tr.scale), res.coef, res.intercept))
-            points.append(LearningCurvePoint(int(s), r, ev, bool(res.converged)))
-            _note(progress, "learning curve", len(points), total)
+            tasks.append((int(s), r, X[idx], ds.label[idx]))
+    # largest first (they take longest), so that no worker is left with a big task at the end
+    points: list[LearningCurvePoint] = _scheduler_of(scheduler, sel).map(
+        _lc_task, tasks[::-1], shared=(held, X_held, options.C, options.svm_tol),
+        done=lambda i, n: _note(progress, "learning curve", i, n),
+    )[::-1]
+    del tasks
     criterion = _criterion_of([p.evaluation for p in points])
     test = None
     try:
@@ -296,6 +302,18 @@ def learning_curve(
     verdict = _lc_verdict(test, criterion, sizes)
     return LearningCurve(points, sizes, sel.lc_repeats, criterion, test, bool(test is not None and test.still_rising),
                          verdict, warn)
+
+
+def _lc_task(shared, task) -> LearningCurvePoint:
+    """One learning-curve point: fit on the task's training rows, evaluate on the held-out set."""
+    from .svm import fit_hinge
+
+    held, X_held, C, tol = shared
+    s, r, X_train, y_train = task
+    tr = TrainSet.from_rows(X_train, y_train)
+    res = fit_hinge(tr.Z, tr.y, C, tol=tol)
+    ev = held.evaluate(softness_of(held.standardised(X_held, tr.mean, tr.scale), res.coef, res.intercept))
+    return LearningCurvePoint(int(s), r, ev, bool(res.converged))
 
 
 def _lc_verdict(test: DeficitTest | None, criterion: str, sizes: list[int]) -> str:
@@ -381,15 +399,17 @@ def c_sweep(
     split: Split | None = None,
     heldout: HeldOut | None = None,
     progress: Progress | None = None,
+    scheduler=None,
 ) -> CSweep:
     """Fit the audit's training set at every C of the grid and evaluate each on the held-out data.
+
+    The C values are independent tasks run by ``scheduler`` (default
+    ``selection_options.scheduler``; None: serially).
 
     Returns
     -------
     CSweep
     """
-    from .svm import fit_hinge
-
     options = (options or AuditOptions()).validate()
     sel = (selection_options or SelectionOptions()).validate()
     seed = sel.seed_for(options)
@@ -399,12 +419,11 @@ def c_sweep(
     grid = sorted({float(c) for c in sel.c_grid}) if sel.c_grid else c_grid(n_train, options.C, sel.c_grid_relative)
     tr = TrainSet.from_rows(ds.features[split.train], ds.label[split.train])
     Zh = held.standardised(ds.features[held.rows], tr.mean, tr.scale)
-    points = []
-    for i, C in enumerate(grid):
-        res = fit_hinge(tr.Z, tr.y, C, tol=options.svm_tol, max_iter=500)
-        ev = held.evaluate(softness_of(Zh, res.coef, res.intercept))
-        points.append(CSweepPoint(C, C * n_train, ev, bool(res.converged)))
-        _note(progress, "C sweep", i + 1, len(grid))
+    # largest C first (the slowest fits), results back in grid order
+    points: list[CSweepPoint] = _scheduler_of(scheduler, sel).map(
+        _cs_task, grid[::-1], shared=(tr.Z, tr.y, Zh, held, options.svm_tol, n_train),
+        done=lambda i, n: _note(progress, "C sweep", i, n),
+    )[::-1]
     criterion = _criterion_of([p.evaluation for p in points])
     vals = np.array([p.evaluation.score(criterion) for p in points])
     best = audit_pt = None
@@ -420,6 +439,16 @@ def c_sweep(
             flag = bool(not np.isfinite(v) or v < ci[0])
     verdict = _cs_verdict(points, criterion, best, audit_pt, flag, at_edge, options.C)
     return CSweep(points, criterion, None if best is None else best.C, float(options.C), n_train, flag, at_edge, verdict)
+
+
+def _cs_task(shared, C: float) -> CSweepPoint:
+    """One C of the sweep: fit the audit's training set, evaluate on the held-out set."""
+    from .svm import fit_hinge
+
+    Z, y, Zh, held, tol, n_train = shared
+    res = fit_hinge(Z, y, C, tol=tol, max_iter=500)
+    ev = held.evaluate(softness_of(Zh, res.coef, res.intercept))
+    return CSweepPoint(C, C * n_train, ev, bool(res.converged))
 
 
 def _cs_verdict(points, criterion, best, audit_pt, flag, at_edge, audit_C) -> str:

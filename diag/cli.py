@@ -213,7 +213,17 @@ def _add_audit(sub) -> None:
     g.add_argument("--format", default="auto", help="trajectory format: auto, h5md, gsd, lammps, xyz")
     g.add_argument("--save-features", metavar="OUT.h5", default=None, help="keep the dataset built from the trajectories")
     g.add_argument("--force", action="store_true", help="replace an existing --save-features file")
+    _add_scheduler_option(p)
     p.set_defaults(func=_run_audit)
+
+
+def _add_scheduler_option(p) -> None:
+    p.add_argument(
+        "--scheduler", metavar="WHERE", default="processes",
+        help="where independent tasks run: serial, processes (default: local processes, used when a stage is "
+        "large enough to gain from them; processes:N for N), or a dask scheduler address tcp://HOST:PORT "
+        "(pip install 'glass-diag[dask]'); results do not depend on it (docs/scale.md)",
+    )
 
 
 def _options_from_args(args):
@@ -251,9 +261,15 @@ def _run_audit(args) -> int:
     if args.json:
         check_output_path(args.json)  # fail before the work, not after it
     log = _stderr_console(args.quiet)
-    with threadpool_limits(limits=args.threads), _Progress(args.quiet) as progress:
-        ds = _load_or_build(args, inputs, progress, log)
-        result = audit(ds, options, progress=progress, selection_options=_selection_from_args(args))
+    from .parallel import Scheduler
+
+    selection = _selection_from_args(args)
+    with Scheduler.from_spec(args.scheduler, threads=args.threads) as sched:
+        if selection is not None:
+            selection.scheduler = sched
+        with threadpool_limits(limits=args.threads), _Progress(args.quiet) as progress:
+            ds = _load_or_build(args, inputs, progress, log, scheduler=sched)
+            result = audit(ds, options, progress=progress, selection_options=selection)
     render_audit(result, _stdout_console())
     _write_outputs(result, args, log, protect=tuple(inputs))
     return 0
@@ -279,7 +295,7 @@ def _refuse_foreign_hdf5(paths: list[str]) -> None:
             )
 
 
-def _load_or_build(args, inputs: list[str], progress, log):
+def _load_or_build(args, inputs: list[str], progress, log, scheduler=None):
     """One dataset file is read; trajectory files go through the adapters first."""
     from .dataset import is_dataset_file, read_dataset
 
@@ -306,6 +322,7 @@ def _load_or_build(args, inputs: list[str], progress, log):
         config=config,
         fmt=None if args.format == "auto" else args.format,
         progress=lambda i, path, done, total: progress(f"features {os.path.basename(path)}", done, total),
+        scheduler=scheduler,
     )
     if args.save_features:
         ds.write(args.save_features, overwrite=args.force)

@@ -25,8 +25,10 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import signal
 import stat
 import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,7 +224,7 @@ class Dataset:
         return path
 
     def _write_atomic(self, path: Path, h5py, atomic_output) -> None:
-        with atomic_output(path, suffix=".h5.tmp") as tmp:
+        with atomic_output(path, suffix=".h5.tmp") as tmp, held_interrupts() as interrupts:
             n, d = self.features.shape
             str_dt = h5py.string_dtype("utf-8")
             with h5py.File(tmp, "w") as f:
@@ -232,7 +234,11 @@ class Dataset:
                 f.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True, default=_json_default)
                 s = f.create_group("samples")
                 chunk_rows = int(max(1, min(n, (1 << 20) // max(1, 4 * d))))
-                s.create_dataset("features", data=self.features, chunks=(chunk_rows, d))
+                X = s.create_dataset("features", shape=(n, d), dtype=np.float32, chunks=(chunk_rows, d))
+                block = chunk_rows * max(1, (64 << 20) // max(1, 4 * d * chunk_rows))  # ~64 MiB, whole chunks
+                for a in range(0, n, block):  # in blocks, so that Ctrl-C is acted on within a block
+                    X[a : a + block] = self.features[a : a + block]
+                    interrupts.check()
                 s.create_dataset("label", data=self.label)
                 s.create_dataset("temperature", data=self.temperature)
                 s.create_dataset("group", data=self.group)
@@ -240,11 +246,63 @@ class Dataset:
                     val = getattr(self, key)
                     if val is not None:
                         s.create_dataset(key, data=val)
+                interrupts.check()
                 g = f.create_group("features")
                 g.create_dataset("name", data=np.array(self.feature_names, dtype=object), dtype=str_dt)
                 g.create_dataset("family", data=np.array(self.feature_families, dtype=object), dtype=str_dt)
                 params = [json.dumps(p, sort_keys=True, default=_json_default) for p in self.feature_params]
                 g.create_dataset("params", data=np.array(params, dtype=object), dtype=str_dt)
+
+
+class held_interrupts:
+    """Hold SIGINT and SIGTERM while a file is written; act on them at safe points.
+
+    A signal's Python handler runs at whatever Python code executes next, and while
+    h5py writes that is often a weakref callback that frees an HDF5 object: there the
+    KeyboardInterrupt is printed as "Exception ignored ... Traceback" and dropped, and
+    the interrupted run goes on to publish its output (found by tests/test_interrupts.py).
+    Inside this context manager the signals are only recorded; :meth:`check` (called by
+    the writer between blocks) and the end of the block give a recorded signal the
+    handling it would have had: KeyboardInterrupt for Python handlers (the CLI turns
+    SIGTERM into one too), SystemExit(128 + signal) for a default SIGTERM, nothing for an
+    ignored one. Used inside :func:`diag.atomic.atomic_output`, before the rename, so the
+    temporary file is removed and nothing is published.
+
+    Only the main thread can set signal handlers; elsewhere this does nothing.
+    """
+
+    def __init__(self):
+        self._got: list[int] = []
+        self._previous: dict = {}
+
+    def _record(self, signum, frame) -> None:
+        self._got.append(signum)
+
+    def __enter__(self) -> "held_interrupts":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handler = signal.getsignal(sig)
+                if handler is signal.SIG_IGN or handler is None:
+                    continue  # ignored (e.g. a background job's SIGINT), or not set from Python
+                self._previous[sig] = signal.signal(sig, self._record)
+        return self
+
+    def check(self) -> None:
+        """Act on a signal received so far (raise), else return."""
+        if not self._got:
+            return
+        sig = self._got[0]
+        handler = self._previous.get(sig)
+        if callable(handler):
+            handler(sig, None)  # default_int_handler, the CLI's SIGTERM handler: KeyboardInterrupt
+        raise SystemExit(128 + sig)  # a default SIGTERM: terminate, after the cleanup
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        if exc_type is None:
+            self.check()
+        return False
 
 
 def _json_default(obj):
@@ -312,10 +370,11 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
     check_hdf5_heaps(p)
     try:
         with h5py.File(p, "r") as f:
-            fmt = f.attrs.get("format")
+            fmt = read_attr(f, "format", "string", p)
             if fmt is not None and _as_str(fmt) != FORMAT:
                 raise DataError(f"HDF5 file is not a glass-diag dataset (format '{_as_str(fmt)}')", p)
-            version = int(f.attrs.get("schema_version", SCHEMA_VERSION))
+            version = read_attr(f, "schema_version", "number", p)
+            version = SCHEMA_VERSION if version is None else int(np.asarray(version).ravel()[0])
             if version > SCHEMA_VERSION:
                 raise DataError(
                     f"schema version {version} is newer than this glass-diag understands ({SCHEMA_VERSION})", p
@@ -340,12 +399,15 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
             from .resources import AUDIT_MEMORY_FACTOR, check_memory
 
             check_memory(AUDIT_MEMORY_FACTOR * 4.0 * n * d, f"loading {n} x {d} features", p)
-            # shapes before contents: a damaged header can claim any size
+            # shapes and types before contents: a damaged header can claim any size, and
+            # libhdf5 can crash converting a damaged datatype
             for key in ("label", "temperature", "group", *_OPTIONAL):
                 if key in s and s[key].shape != (n,):
                     raise DataError(
                         f"samples/{key} has shape {s[key].shape}, expected ({n},) to match samples/features", p
                     )
+                if key in s and h5_kind(s[key].dtype) != "number":
+                    raise DataError(f"samples/{key} must be a 1-D numeric array, got {s[key].dtype}", p)
             arrays: dict[str, Any] = {"features": _read_array(X, p, np.float32)}
             for key in ("label", "temperature", "group"):
                 arrays[key] = _read_array(s[key], p, None)
@@ -358,6 +420,11 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
                     if key in g and (not isinstance(g[key], h5py.Dataset) or g[key].shape != (d,)):
                         shape = getattr(g[key], "shape", "not a dataset")
                         raise DataError(f"features/{key} has shape {shape}, expected ({d},)", p)
+                for key in ("name", "family", "params"):
+                    if key in g:
+                        if h5_kind(g[key].dtype) != "string":
+                            raise DataError(f"features/{key} must hold strings, got {g[key].dtype}", p)
+                        check_vlen_lengths(g[key], p)
                 names = [_as_str(v) for v in g["name"][()]]
                 fam = [_as_str(v) for v in g["family"][()]] if "family" in g else None
                 params = None
@@ -395,6 +462,36 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
         **arrays,
     )
     return ds.validate()
+
+
+def h5_kind(dtype) -> str:
+    """``"number"`` (integer or real), ``"string"`` (fixed or variable length), ``"enum"`` or ``"other"``.
+
+    Check it before reading: converting a damaged datatype (e.g. a variable-length type
+    whose class bits were flipped) can crash libhdf5, while the dtype itself is safe to get.
+    """
+    import h5py
+
+    dtype = np.dtype(dtype)
+    if h5py.check_enum_dtype(dtype) is not None:
+        return "enum"
+    if h5py.check_string_dtype(dtype) is not None:
+        return "string"
+    if dtype.kind in "iuf" and dtype.fields is None and not dtype.shape:
+        return "number"
+    return "other"
+
+
+def read_attr(obj, name: str, kind: str, path: str, where: str | None = None):
+    """An HDF5 attribute of the expected :func:`h5_kind`, or None when absent."""
+    if name not in obj.attrs:
+        return None
+    dtype = obj.attrs.get_id(name).dtype
+    got = h5_kind(dtype)
+    if got != kind and not (kind == "number" and got == "enum"):
+        label = f"{where or obj.name.rstrip('/')}/{name}" if (where or obj.name != "/") else name
+        raise DataError(f"attribute '{label.lstrip('/')}' must be a {kind}, got {dtype}", path)
+    return obj.attrs[name]
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -466,6 +563,54 @@ def _check_collections(m, path: str) -> None:
         i = m.find(_GCOL, i + 4)
 
 
+def check_vlen_lengths(dset, path: str) -> None:
+    """Refuse variable-length strings whose stored lengths exceed the whole file.
+
+    libhdf5 allocates and clears each string's claimed length before it finds
+    that the heap object does not match: one damaged length field (up to 4 GiB)
+    per string costs seconds and gigabytes. The length fields of a contiguous
+    dataset are read here first. (Other layouts are left to libhdf5.)
+    """
+    import h5py
+
+    info = h5py.check_string_dtype(dset.dtype)
+    if not ((info is not None and info.length is None) or h5py.check_vlen_dtype(dset.dtype) is not None):
+        return
+    offset = dset.id.get_offset()
+    n = int(np.prod(dset.shape)) if dset.shape else 1
+    if offset is None or n == 0:
+        return
+    with open(path, "rb") as f:
+        file_size = os.fstat(f.fileno()).st_size
+        entry = 4 + _offset_size(f) + 4  # length, global heap collection address, object index
+        f.seek(offset)
+        raw = f.read(n * entry)
+    if len(raw) < n * entry:
+        return  # libhdf5 reports the truncation itself
+    lengths = np.frombuffer(raw, dtype="<u4", count=n * entry // 4).reshape(n, entry // 4)[:, 0]
+    total = int(lengths.astype(np.int64).sum())
+    if total > file_size:
+        raise DataError(
+            f"'{dset.name.lstrip('/')}' is damaged: its strings claim {total} bytes in a file of {file_size} bytes",
+            path,
+        )
+
+
+def _offset_size(f) -> int:
+    """Size of file addresses from the HDF5 superblock of an open binary file; 8 if unknown."""
+    off = 0
+    while off <= 1 << 20:
+        f.seek(off)
+        head = f.read(16)
+        if len(head) < 16:
+            break
+        if head[:8] == _HDF5_SIGNATURE:
+            size = head[13] if head[8] in (0, 1) else head[9]
+            return size if size in (2, 4, 8) else 8
+        off = 512 if off == 0 else off * 2
+    return 8
+
+
 def _read_array(dset, path: str, dtype) -> np.ndarray:
     try:
         arr = dset[()]
@@ -482,7 +627,7 @@ def _read_array(dset, path: str, dtype) -> np.ndarray:
 
 
 def _json_attr(f, key: str, path: str) -> dict:
-    raw = f.attrs.get(key)
+    raw = read_attr(f, key, "string", path)
     if raw is None:
         return {}
     try:
@@ -499,4 +644,6 @@ def _as_str(v) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    """The first line of an exception's message (a KeyError's without its quotes)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return text.splitlines()[0][:160] if text.strip() else type(exc).__name__

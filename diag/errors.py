@@ -21,6 +21,10 @@ class GlassDiagError(Exception):
         self.message = message
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
+    def __reduce__(self):
+        # keep .path and .message when the error travels back from a worker process
+        return (type(self), (self.message, self.path))
+
 
 class DataError(GlassDiagError):
     """The input data is unusable (missing, corrupt, inconsistent, non-finite)."""

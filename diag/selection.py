@@ -104,6 +104,10 @@ class SelectionOptions:
         Group-bootstrap replicates of each candidate's accuracy CI.
     seed : int or None
         Seeds the folds, subsamples and draws; default: the audit's seed.
+    scheduler : diag.parallel.Scheduler or None
+        Where the independent fits and evaluations run (None: serially, in this process).
+        Every task is seeded by itself, so the results do not depend on it
+        (``docs/scale.md``); it is not part of the report.
     """
 
     rfe: bool = True
@@ -128,6 +132,7 @@ class SelectionOptions:
     eval_max_per_temperature: int | None = 10_000
     eval_n_boot: int = 200
     seed: int | None = None
+    scheduler: Any = field(default=None, repr=False, compare=False)
 
     def validate(self) -> "SelectionOptions":
         if not self.rfe_tol > 0:
@@ -819,6 +824,7 @@ def rfe(
     *,
     split: Split | None = None,
     progress: Progress | None = None,
+    scheduler=None,
 ) -> RFEResult:
     """Recursive feature elimination tracked by the variance criterion.
 
@@ -827,6 +833,10 @@ def rfe(
     ``SelectionOptions.eval_*``). The peak ``k*`` is chosen by :func:`choose_peak` over
     the audit split and ``n_folds`` grouped folds; the recommended set is the ``k*``
     features that survive at size ``k*`` in the most runs (ties: the audit split's ranking).
+
+    The evaluations of the sizes and the fold runs are independent tasks run by
+    ``scheduler`` (a :class:`diag.parallel.Scheduler`; default ``selection_options.scheduler``,
+    None: serially); the elimination path itself is sequential (warm starts).
 
     Returns
     -------
@@ -844,17 +854,18 @@ def rfe(
     held = HeldOut(ds, split, options, sel.eval_n_draws, sel.eval_max_per_temperature, sel.eval_n_boot, seed)
     tr = TrainSet.from_rows(ds.features[split.train], ds.label[split.train])
     Zh = held.standardised(ds.features[held.rows], tr.mean, tr.scale)
-    steps: list[RFEStep] = []
+    sched = _scheduler_of(scheduler, sel)
 
-    def visit(st: EliminationStep) -> None:
-        ev = held.evaluate(softness_of(Zh, st.coef, st.intercept, st.kept))
-        steps.append(RFEStep(int(st.kept.size), [names[i] for i in st.kept], [names[i] for i in st.removed],
-                             st.coef, st.converged, ev))
-        _note(progress, "rfe", d - st.kept.size + 1, d)
-
-    path = eliminate(tr.Z, tr.y, options.C, tol=sel.rfe_tol, visit=visit)
+    path = eliminate(tr.Z, tr.y, options.C, tol=sel.rfe_tol)
+    step_evals = sched.map(_evaluate_step, [(st.coef, st.intercept, st.kept) for st in path], shared=(held, Zh),
+                           done=lambda i, n: _note(progress, "rfe", i, n))
+    steps = [
+        RFEStep(int(st.kept.size), [names[i] for i in st.kept], [names[i] for i in st.removed], st.coef,
+                st.converged, ev)
+        for st, ev in zip(path, step_evals)
+    ]
     order = [names[i] for i in elimination_order(path)]
-    del Zh
+    del Zh, step_evals
     n_bad = sum(not s.converged for s in steps)
     if n_bad:
         warn.append(f"RFE: the SVM did not converge at {n_bad} of {len(steps)} sizes (results approximate)")
@@ -881,9 +892,9 @@ def rfe(
         except InsufficientDataError as exc:
             warn.append(f"ranking stability skipped: {exc.message}")
             fsplits = []
-        for f, fs in enumerate(fsplits):
-            folds.append(_fold_run(ds, fs, options, sel, seed + 1 + f, f, lo_w, hi_w, criterion))
-            _note(progress, "rfe folds", f + 1, len(fsplits))
+        folds = sched.map(_fold_task, [(f, fs, seed + 1 + f) for f, fs in enumerate(fsplits)],
+                          shared=(ds, options, sel, lo_w, hi_w, criterion),
+                          done=lambda i, n: _note(progress, "rfe folds", i, n))
 
     # ---- the peak
     V = np.full((1 + len(folds), len(sizes)), np.nan)
@@ -916,6 +927,29 @@ def rfe(
         C=float(options.C), n_per_class=int(split.n_per_class), tol=float(sel.rfe_tol), warnings=warn,
         seconds=seconds,
     )
+
+
+def _scheduler_of(scheduler, sel: SelectionOptions):
+    from .parallel import as_scheduler
+
+    return as_scheduler(scheduler if scheduler is not None else sel.scheduler)
+
+
+# tasks: module-level functions of (shared, task), so that local processes and dask workers
+# can run them; each is deterministic given its arguments (no generator shared between tasks)
+
+
+def _evaluate_step(shared, task) -> Evaluation:
+    """One RFE size: the audit's numbers for the hyperplane fitted on columns ``kept``."""
+    held, Zh = shared
+    coef, intercept, kept = task
+    return held.evaluate(softness_of(Zh, coef, intercept, kept))
+
+
+def _fold_task(shared, task) -> FoldRun:
+    ds, options, sel, lo_w, hi_w, criterion = shared
+    f, fs, seed = task
+    return _fold_run(ds, fs, options, sel, seed, f, lo_w, hi_w, criterion)
 
 
 def _fold_run(ds, fs: Split, options, sel: SelectionOptions, seed: int, f: int, lo_w: int, hi_w: int,
@@ -1015,6 +1049,7 @@ def compare_feature_sets(
     exact: bool = False,
     progress: Progress | None = None,
     stage: str = "compare",
+    scheduler=None,
 ) -> FeatureSetComparison:
     """Run named candidate feature sets through the same pipeline and rank them.
 
@@ -1033,6 +1068,10 @@ def compare_feature_sets(
     exact : bool
         Evaluate exactly as :func:`diag.audit.audit` does (every held-out sample, the
         audit's ``n_draws`` and ``n_boot``, its ``svm_tol``) instead of the cheap settings.
+    scheduler : diag.parallel.Scheduler, optional
+        Runs the candidates as independent tasks (default ``selection_options.scheduler``;
+        None: serially). A transform candidate must then be picklable (module-level, or a
+        closure cloudpickle can carry, as :func:`coarsen_transform` returns).
 
     Returns
     -------
@@ -1051,24 +1090,31 @@ def compare_feature_sets(
         else:
             heldout = HeldOut(ds, split, options, sel.eval_n_draws, sel.eval_max_per_temperature, sel.eval_n_boot, seed)
     tol = options.svm_tol
-    rows: list[CandidateRow] = []
     items = list(candidates.items())
-    for i, (name, cand) in enumerate(items):
-        try:
-            if callable(cand):
-                cds = cand(ds)
-                if cds.n_samples != ds.n_samples or not np.array_equal(cds.label, ds.label):
-                    raise UsageError(f"candidate '{name}': the transform changed the samples")
-            else:
-                cds = ds.select_features(list(cand))
-            ev, res = fit_and_evaluate(cds.features, heldout, split.train, cds.label, options.C, tol)
-            rows.append(CandidateRow(name, cds.n_features, list(cds.feature_names), ev, bool(res.converged)))
-        except (InsufficientDataError, ValueError) as exc:
-            rows.append(CandidateRow(name, 0, [], None, False, error=str(exc)))
-        _note(progress, stage, i + 1, len(items))
+    rows: list[CandidateRow] = _scheduler_of(scheduler, sel).map(
+        _candidate_task, items, shared=(ds, heldout, split.train, options.C, tol),
+        done=lambda i, n: _note(progress, stage, i, n),
+    )
     evals = [r.evaluation for r in rows if r.evaluation is not None]
     criterion = _criterion_of(evals) if evals else "variance"
     return _rank(rows, criterion, split.n_per_class, options.C)
+
+
+def _candidate_task(shared, item) -> CandidateRow:
+    """One candidate feature set through the audit pipeline (a task of :func:`compare_feature_sets`)."""
+    ds, heldout, train, C, tol = shared
+    name, cand = item
+    try:
+        if callable(cand):
+            cds = cand(ds)
+            if cds.n_samples != ds.n_samples or not np.array_equal(cds.label, ds.label):
+                raise UsageError(f"candidate '{name}': the transform changed the samples")
+        else:
+            cds = ds.select_features(list(cand))
+        ev, res = fit_and_evaluate(cds.features, heldout, train, cds.label, C, tol)
+        return CandidateRow(name, cds.n_features, list(cds.feature_names), ev, bool(res.converged))
+    except (InsufficientDataError, ValueError) as exc:
+        return CandidateRow(name, 0, [], None, False, error=str(exc))
 
 
 def _rank(rows: list[CandidateRow], criterion: str, n_per_class: int, C: float) -> FeatureSetComparison:
@@ -1300,6 +1346,7 @@ def run_selection(
     audit_options: AuditOptions | None = None,
     selection_options: SelectionOptions | None = None,
     progress: Progress | None = None,
+    scheduler=None,
 ) -> SelectionResult:
     """Run every feature-set diagnostic on the audit's split.
 
@@ -1312,6 +1359,9 @@ def run_selection(
     progress : callable, optional
         ``progress(stage, done, total)``; stages "rfe", "rfe folds", "final",
         "coarsening", "families", "learning curve", "C sweep".
+    scheduler : diag.parallel.Scheduler, optional
+        Where the independent tasks of every diagnostic run (default
+        ``selection_options.scheduler``; None: serially). The result does not depend on it.
 
     Returns
     -------
@@ -1322,6 +1372,7 @@ def run_selection(
     options = (audit_options or AuditOptions()).validate()
     sel = (selection_options or SelectionOptions()).validate()
     seed = sel.seed_for(options)
+    sched = _scheduler_of(scheduler, sel)
     split = make_split(ds, options)
     held = HeldOut(ds, split, options, sel.eval_n_draws, sel.eval_max_per_temperature, sel.eval_n_boot, seed)
     warn: list[str] = []
@@ -1337,11 +1388,11 @@ def run_selection(
 
     rfe_res = final = coarse = fams = lc = cs = None
     if sel.rfe and ds.n_features > 1:
-        rfe_res = timed("rfe", lambda: rfe(ds, options, sel, split=split, progress=progress))
+        rfe_res = timed("rfe", lambda: rfe(ds, options, sel, split=split, progress=progress, scheduler=sched))
         warn.extend(rfe_res.warnings)
         final = timed("final", lambda: compare_feature_sets(
             ds, {"all features": list(ds.feature_names), "RFE recommended": rfe_res.recommended}, options, sel,
-            split=split, exact=True, progress=progress, stage="final"))
+            split=split, exact=True, progress=progress, stage="final", scheduler=sched))
         recs.extend(_rfe_recommendations(rfe_res, final, ds.n_features))
     elif sel.rfe:
         notes.append("RFE skipped: the dataset has a single feature")
@@ -1349,7 +1400,8 @@ def run_selection(
         cands = coarsening_candidates(ds, sel.coarsen_max)
         if cands:
             coarse = timed("coarsening", lambda: compare_feature_sets(
-                ds, cands, options, sel, split=split, heldout=held, progress=progress, stage="coarsening"))
+                ds, cands, options, sel, split=split, heldout=held, progress=progress, stage="coarsening",
+                scheduler=sched))
             recs.extend(_comparison_recommendations(coarse, "grid coarsening", baseline="grid x1"))
         else:
             notes.append("coarsening skipped: no feature carries a grid parameter (r or xi)")
@@ -1357,18 +1409,20 @@ def run_selection(
         cands = family_candidates(ds)
         if cands:
             fams = timed("families", lambda: compare_feature_sets(
-                ds, cands, options, sel, split=split, heldout=held, progress=progress, stage="families"))
+                ds, cands, options, sel, split=split, heldout=held, progress=progress, stage="families",
+                scheduler=sched))
             recs.extend(_comparison_recommendations(fams, "feature family", baseline="all features"))
         else:
             notes.append("family comparison skipped: a single feature family without species subsets")
     if sel.learning_curve:
         lc = timed("learning curve", lambda: checks.learning_curve(
-            ds, options, sel, split=split, heldout=held, progress=progress))
+            ds, options, sel, split=split, heldout=held, progress=progress, scheduler=sched))
         recs.append(lc.verdict)
         if lc.still_rising:
             warn.append(lc.verdict)
     if sel.c_sweep:
-        cs = timed("C sweep", lambda: checks.c_sweep(ds, options, sel, split=split, heldout=held, progress=progress))
+        cs = timed("C sweep", lambda: checks.c_sweep(ds, options, sel, split=split, heldout=held, progress=progress,
+                                                     scheduler=sched))
         recs.append(cs.verdict)
         if cs.flag:
             warn.append(cs.verdict)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from adapters.trajectory import Frame, Trajectory, check_frame_memory, make_box
+from diag.dataset import check_hdf5_heaps, check_vlen_lengths, h5_kind, read_attr
 from diag.errors import DataError
 
 NAME = "h5md"
@@ -44,8 +45,9 @@ def sniff(head: bytes) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    s = str(exc).splitlines()[0][:140] if str(exc) else type(exc).__name__
-    return s
+    """The first line of an exception's message (a KeyError's without its quotes)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return text.splitlines()[0][:140] if text.strip() else type(exc).__name__
 
 
 def _as_str(v) -> str:
@@ -62,8 +64,9 @@ def _dataset(obj, what: str, path: str):
 
 
 def _numeric(ds, what: str, path: str, integer: bool = False) -> None:
-    kind = np.integer if integer else np.number
-    if not np.issubdtype(ds.dtype, kind) or np.issubdtype(ds.dtype, np.complexfloating):
+    """Check a dataset's type before reading it (converting a damaged type can crash libhdf5)."""
+    ok = h5_kind(ds.dtype) == "number" and (not integer or np.issubdtype(ds.dtype, np.integer))
+    if not ok:
         raise DataError(f"'{what}' has dtype {ds.dtype}, expected {'integers' if integer else 'numbers'}", path)
 
 
@@ -80,7 +83,8 @@ def _series(elem, name: str, n: int, path: str):
     _numeric(ds, where, path)
     if ds.shape == ():
         inc = np.asarray(ds[()], dtype=np.float64)
-        off = np.asarray(ds.attrs.get("offset", 0))
+        off = read_attr(ds, "offset", "number", path)
+        off = np.asarray(0 if off is None else off)
         if off.shape not in ((), (1,)) or not np.issubdtype(off.dtype, np.number):
             raise DataError(f"'{where}' attribute 'offset' is not a number", path)
         arr = float(off.ravel()[0]) + inc * np.arange(n)
@@ -101,8 +105,6 @@ def _series(elem, name: str, n: int, path: str):
 def open(path: str, h5md_group: str | None = None, **options) -> Trajectory:  # noqa: A001
     """Open an H5MD file; see the module docstring for what is read."""
     import h5py
-
-    from diag.dataset import check_hdf5_heaps
 
     check_hdf5_heaps(path)  # a damaged global heap would hang libhdf5
     try:
@@ -183,10 +185,12 @@ def _open(f, path: str, group: str | None) -> Trajectory:
     if "box" not in g:
         raise DataError(f"no '{where}/box'", path)
     bg = g["box"]
-    bdim = bg.attrs.get("dimension")
+    bdim = read_attr(bg, "dimension", "number", path)
+    if bdim is not None and np.asarray(bdim).size != 1:
+        raise DataError(f"box attribute 'dimension' is not one number ({np.asarray(bdim).shape})", path)
     if bdim is not None and int(np.asarray(bdim).ravel()[0]) != dim:
         raise DataError(f"box dimension {int(np.asarray(bdim).ravel()[0])} differs from the positions' {dim}", path)
-    boundary = bg.attrs.get("boundary")
+    boundary = read_attr(bg, "boundary", "string", path)
     if boundary is None:
         raise DataError(f"'{where}/box' has no 'boundary' attribute", path)
     boundary = [_as_str(b).strip() for b in np.atleast_1d(boundary)]
@@ -195,7 +199,7 @@ def _open(f, path: str, group: str | None) -> Trajectory:
     periodic = [b == "periodic" for b in boundary]
 
     if "edges" in bg.attrs:
-        fixed_edges, edges_val = np.asarray(bg.attrs["edges"], dtype=np.float64), None
+        fixed_edges, edges_val = np.asarray(read_attr(bg, "edges", "number", path), dtype=np.float64), None
     elif "edges" in bg and isinstance(bg["edges"], h5py.Dataset):
         _numeric(bg["edges"], f"{where}/box/edges", path)
         if bg["edges"].shape not in ((dim,), (dim, dim)):
@@ -237,6 +241,11 @@ def _open(f, path: str, group: str | None) -> Trajectory:
     expect = (n_frames, n) if species_td else (n,)
     if sval.shape != expect:
         raise DataError(f"'{where}/species' has shape {sval.shape}, expected {expect} for {n} particles", path)
+    if h5_kind(sval.dtype) not in ("number", "enum", "string"):
+        raise DataError(f"'{where}/species' must be Integer or Enumeration, got {sval.dtype}", path)
+    if h5_kind(sval.dtype) == "number" and not np.issubdtype(sval.dtype, np.integer):
+        raise DataError(f"'{where}/species' must be Integer or Enumeration, got {sval.dtype}", path)
+    check_vlen_lengths(sval, path)  # string species: damaged lengths would cost gigabytes
     s0 = sval[0] if species_td else sval[()]
     enum = h5py.check_enum_dtype(sval.dtype)
     numeric_base = None
@@ -288,8 +297,11 @@ def _open(f, path: str, group: str | None) -> Trajectory:
         pg = f["parameters"]
         raw = None
         if "temperature" in pg.attrs:
-            raw, source = pg.attrs["temperature"], "H5MD parameters attribute 'temperature'"
+            raw, source = read_attr(pg, "temperature", "number", path), "H5MD parameters attribute 'temperature'"
         elif "temperature" in pg and isinstance(pg["temperature"], h5py.Dataset):
+            _numeric(pg["temperature"], "parameters/temperature", path)
+            if pg["temperature"].size != 1:
+                raise DataError(f"parameters/temperature has shape {pg['temperature'].shape}, expected one number", path)
             raw, source = pg["temperature"][()], "H5MD parameters dataset 'temperature'"
         if raw is not None:
             try:

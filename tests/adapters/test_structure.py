@@ -3,6 +3,10 @@
 Agreement criterion (fast path vs reference): ``|fast - ref| <= RTOL * |ref| + ATOL`` with
 ``RTOL = 1e-5`` and the absolute floor ``ATOL = 1e-8`` for near-zero values (features are
 float32; the uniform-grid radial window drops terms below 1e-12 each).
+
+Both kernels (``kernel="numpy"`` and ``kernel="numba"``) run the same cases; the numba cases are
+skipped, with the reason, when numba cannot be loaded. The numba kernels are compiled (or loaded
+from numba's disk cache) once per session, on first use.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters import structure
 from adapters.structure import StructureConfig, StructureFunctions
 from diag.errors import DataError, UsageError
 from tests.adapters.structure_reference import (
@@ -27,6 +32,20 @@ from tests.adapters.structure_reference import (
 RTOL = 1e-5
 ATOL = 1e-8
 ENGINES = ("cells", "freud")
+_NB, _NB_REASON = structure._numba_module()
+HAVE_NUMBA = _NB is not None
+NUMBA = pytest.param("numba", marks=pytest.mark.skipif(
+    not HAVE_NUMBA, reason=f"numba kernel unavailable ({_NB_REASON}); pip install 'glass-diag[fast]'"))
+KERNELS = ("numpy", NUMBA)
+_REF_CACHE: dict = {}
+
+
+def cached_reference(key, fn):
+    """The brute-force reference of one case, computed once per session (shared by the kernel and
+    engine parametrisations, which all must reproduce it)."""
+    if key not in _REF_CACHE:
+        _REF_CACHE[key] = fn()
+    return _REF_CACHE[key]
 
 
 def assert_close(fast, ref):
@@ -84,13 +103,15 @@ def test_default_grid():
     assert params[9] == {"r": 1.0, "species": "A", "width": 0.1, "width_convention": "exp(-(r_ij-r)^2/(2L^2))",
                          "cutoff": cfg.radial_cutoff}
     assert params[122]["species"] == ["A", "B"] and params[122]["pair_counting"] == "unordered"
-    assert cfg.radial_cutoff == pytest.approx(5.0 + 0.1 * math.sqrt(2 * math.log(1e3)))
-    assert cfg.angular_cutoff == pytest.approx(1.2 * math.sqrt(math.log(1e3) / 1.5))
+    assert cfg.tolerance == 1e-4
+    assert cfg.radial_cutoff == pytest.approx(5.0 + 0.1 * math.sqrt(2 * math.log(1e4)))
+    assert cfg.angular_cutoff == pytest.approx(1.2 * math.sqrt(math.log(1e4) / 1.5))
     assert cfg.cutoff == cfg.radial_cutoff
     conv = cfg.conventions()
     json.dumps(conv), json.dumps(params)
     assert conv["width_convention"] == "exp(-(r_ij-r)^2/(2L^2))"
-    assert conv["cutoff"] == cfg.cutoff and conv["tolerance"] == 1e-3
+    assert conv["cutoff"] == cfg.cutoff and conv["tolerance"] == 1e-4
+    assert cfg.to_dict()["tolerance"] == 1e-4
     assert "unordered" in conv["pair_counting"]
     xis = sorted({t[0] for t in cfg.angular})
     assert len(cfg.angular) == 22 and min(xis) == pytest.approx(1.2 / math.sqrt(3)) and max(xis) == 1.2
@@ -177,13 +198,16 @@ def _hand_triangle(offset, lengths, dim):
     return p, np.array([0, 0, 1, 0])
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("offset", [0.0, 4.8])  # 4.8: the triangle straddles the periodic faces
-def test_hand_computed_triangle(dim, engine, offset):
+def test_hand_computed_triangle(dim, engine, offset, kernel):
     lengths = (10.0,) * dim
     pts, types = _hand_triangle(offset, lengths, dim)
-    f = StructureFunctions(HAND, neighbours=engine).compute(lengths, pts, types).features.astype(np.float64)
+    sf = StructureFunctions(HAND, neighbours=engine, kernel=kernel)
+    assert sf.kernel_ == kernel
+    f = sf.compute(lengths, pts, types).features.astype(np.float64)
     r = HAND.radial_r
     Lw = HAND.radial_width
     # particle 0: A neighbour at 1.0, B neighbour at 1.2, right angle between them
@@ -203,11 +227,12 @@ def test_hand_computed_triangle(dim, engine, offset):
     assert np.all(f[3] == 0)
 
 
-def test_hand_computed_same_species_pair_counted_once():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_hand_computed_same_species_pair_counted_once(kernel):
     # 0 (A) with A neighbours at (1,0,0) and (0,0,1.1): Psi_AA(0) is one term, not two
     pts = np.array([[0.0, 0, 0], [1.0, 0, 0], [0, 0, 1.1]])
     types = np.zeros(3, dtype=int)
-    f = StructureFunctions(HAND).compute((8.0, 8.0, 8.0), pts, types).features.astype(np.float64)
+    f = StructureFunctions(HAND, kernel=kernel).compute((8.0, 8.0, 8.0), pts, types).features.astype(np.float64)
     s2 = 1.0 + 1.21 + 2.21
     expect = [math.exp(-s2 / xi**2) * 1.0 for xi, lam, z in HAND.angular]
     assert f[0, 8:11] == pytest.approx(expect, rel=1e-6)
@@ -216,23 +241,26 @@ def test_hand_computed_same_species_pair_counted_once():
 
 
 # ----------------------------------------------------------------------------- vs reference
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("dim,lengths,n", [(3, (5.2, 5.6, 6.0), 160), (2, (6.3, 5.5), 70)])
 @pytest.mark.parametrize("cfg", [SMALL, GENERAL], ids=["integer-powers", "general"])
-def test_matches_reference_random(engine, dim, lengths, n, cfg):
+def test_matches_reference_random(engine, dim, lengths, n, cfg, kernel):
     rng = np.random.default_rng(1234 + dim + n)
     pts, types = random_system(rng, n, lengths)
     L = lengths if dim == 3 else (lengths[0], lengths[1], 0.0)
-    sf = StructureFunctions(cfg, chunk_size=37, neighbours=engine).compute(L, pts, types)
-    ref = reference_for_config(cfg, lengths, pts, types)
+    sf = StructureFunctions(cfg, chunk_size=37, neighbours=engine, kernel=kernel).compute(L, pts, types)
+    ref = cached_reference(("random", dim, n, cfg is SMALL),
+                           lambda: reference_for_config(cfg, lengths, pts, types))
     assert sf.features.dtype == np.float32 and sf.features.shape == (n, cfg.n_features)
     assert_close(sf.features, ref)
     assert np.all(sf.query_indices == np.arange(n))
     assert ref[:, cfg.n_radial:].max() > 0  # the angular part was really exercised
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("engine", ENGINES)
-def test_matches_reference_default_grid(engine):
+def test_matches_reference_default_grid(engine, kernel):
     """The 166 default features on a KA-density frame (query subset incl. face particles)."""
     rng = np.random.default_rng(7)
     cfg = StructureConfig.kob_andersen()
@@ -241,21 +269,24 @@ def test_matches_reference_default_grid(engine):
     pts, _ = random_system(rng, n, (L, L, L))
     types = (rng.random(n) < 0.2).astype(int)
     q = np.r_[0:5, rng.choice(np.arange(5, n), 11, replace=False)]
-    sf = StructureFunctions(cfg, neighbours=engine, n_threads=2, chunk_size=64).compute((L, L, L), pts, types, q)
-    ref = reference_for_config(cfg, (L, L, L), pts, types, query=q)
+    sf = StructureFunctions(cfg, neighbours=engine, n_threads=2, chunk_size=64, kernel=kernel)
+    sf.compute((L, L, L), pts, types, q)
+    ref = cached_reference("default-grid", lambda: reference_for_config(cfg, (L, L, L), pts, types, query=q))
     assert_close(sf.features, ref)
     assert np.all(sf.query_indices == q)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("species", [("A",), ("A", "B", "C")])
-def test_matches_reference_other_species_counts(species):
+def test_matches_reference_other_species_counts(species, kernel):
     rng = np.random.default_rng(len(species))
     cfg = StructureConfig(species=species, radial_r=(0.6, 0.9, 1.2), radial_width=0.15,
                           angular=((0.8, 1.0, 2.0), (0.8, -1.0, 1.0)))
     pts, types = random_system(rng, 90, (5.0, 5.0, 5.0), n_species=len(species))
-    sf = StructureFunctions(cfg, chunk_size=16).compute((5.0, 5.0, 5.0), pts, types)
+    sf = StructureFunctions(cfg, chunk_size=16, kernel=kernel).compute((5.0, 5.0, 5.0), pts, types)
     assert sf.features.shape[1] == 3 * len(species) + 2 * len(species) * (len(species) + 1) // 2
-    assert_close(sf.features, reference_for_config(cfg, (5.0, 5.0, 5.0), pts, types))
+    assert_close(sf.features, cached_reference(("species", species),
+                                               lambda: reference_for_config(cfg, (5.0, 5.0, 5.0), pts, types)))
 
 
 @pytest.mark.parametrize("grid,width", [
@@ -263,59 +294,85 @@ def test_matches_reference_other_species_counts(species):
     (tuple(np.round(np.arange(0.05, 2.0, 0.05), 10)), 0.1),  # step L/2: window of +-15 points
     (tuple(np.round(np.arange(0.05, 2.0, 0.05), 10)), 0.3),  # window wider than the grid: direct
 ])
-def test_matches_reference_grid_extremes(grid, width):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_matches_reference_grid_extremes(grid, width, kernel):
     """Grid step much wider / much narrower than L (direct radial path / wide window)."""
     rng = np.random.default_rng(17)
     cfg = StructureConfig(radial_r=grid, radial_width=width, angular=())
     pts, types = random_system(rng, 120, (7.0, 7.0, 7.0))
-    sf = StructureFunctions(cfg).compute((7.0, 7.0, 7.0), pts, types)
-    assert_close(sf.features, reference_for_config(cfg, (7.0, 7.0, 7.0), pts, types))
+    sf = StructureFunctions(cfg, kernel=kernel).compute((7.0, 7.0, 7.0), pts, types)
+    assert_close(sf.features, cached_reference(("grid", grid, width),
+                                               lambda: reference_for_config(cfg, (7.0, 7.0, 7.0), pts, types)))
 
 
-def test_minimum_image_fallback_small_box():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_minimum_image_fallback_small_box(kernel):
     """Box barely above twice the cutoff: the cell engine falls back to the minimum image."""
     rng = np.random.default_rng(3)
     cfg = StructureConfig(radial_r=(0.4, 0.7, 1.0), radial_width=0.1, angular=((0.6, 1.0, 2.0),))
     L = 2.02 * cfg.cutoff
     pts, types = random_system(rng, 30, (L, L, L))
-    sf = StructureFunctions(cfg).compute((L, L, L), pts, types)
+    sf = StructureFunctions(cfg, kernel=kernel).compute((L, L, L), pts, types)
     assert_close(sf.features, reference_for_config(cfg, (L, L, L), pts, types))
 
 
-def test_engines_threads_chunks_agree():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_engines_threads_chunks_agree(kernel):
     rng = np.random.default_rng(11)
     pts, types = random_system(rng, 200, (6.0, 6.0, 6.0))
-    a = StructureFunctions(SMALL).compute((6.0, 6.0, 6.0), pts, types).features
-    b = StructureFunctions(SMALL, chunk_size=5, n_threads=2).compute((6.0, 6.0, 6.0), pts, types).features
-    c = StructureFunctions(SMALL, neighbours="freud", chunk_size=64).compute((6.0, 6.0, 6.0), pts, types).features
+    a = StructureFunctions(SMALL, kernel=kernel).compute((6.0, 6.0, 6.0), pts, types).features
+    b = StructureFunctions(SMALL, chunk_size=5, n_threads=2, kernel=kernel).compute((6.0, 6.0, 6.0), pts, types).features
+    c = StructureFunctions(SMALL, neighbours="freud", chunk_size=64, kernel=kernel).compute(
+        (6.0, 6.0, 6.0), pts, types).features
     np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(c, a, rtol=1e-6, atol=1e-12)
     q = np.array([17, 3, 17, 199])
-    d = StructureFunctions(SMALL).compute((6.0, 6.0, 6.0), pts, types, q)
+    d = StructureFunctions(SMALL, kernel=kernel).compute((6.0, 6.0, 6.0), pts, types, q)
     np.testing.assert_allclose(d.features, a[q], rtol=1e-6, atol=1e-12)
     assert np.all(d.query_indices == q)
-    e = StructureFunctions(SMALL).compute((6.0, 6.0, 6.0), pts, types, np.array([], dtype=int))
+    e = StructureFunctions(SMALL, kernel=kernel).compute((6.0, 6.0, 6.0), pts, types, np.array([], dtype=int))
     assert e.features.shape == (0, SMALL.n_features)
+    if kernel == "numba":  # and the two kernels agree with each other
+        ref = StructureFunctions(SMALL, kernel="numpy").compute((6.0, 6.0, 6.0), pts, types).features
+        np.testing.assert_allclose(a, ref, rtol=1e-6, atol=1e-12)
 
 
-def test_box_forms_and_wrapping():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_box_forms_and_wrapping(kernel):
     import freud
 
     rng = np.random.default_rng(5)
     pts, types = random_system(rng, 60, (6.0, 6.5))
-    a = StructureFunctions(SMALL).compute((6.0, 6.5), pts, types).features
-    b = StructureFunctions(SMALL).compute((6.0, 6.5, 0.0), pts[:, :2], types).features
-    c = StructureFunctions(SMALL).compute(freud.box.Box(6.0, 6.5, is2D=True), pts, types).features
+
+    def f(box, p):
+        return StructureFunctions(SMALL, kernel=kernel).compute(box, p, types).features
+
+    a = f((6.0, 6.5), pts)
+    b = f((6.0, 6.5, 0.0), pts[:, :2])
+    c = f(freud.box.Box(6.0, 6.5, is2D=True), pts)
     shifted = pts.copy()
     shifted[:, 0] += 3 * 6.0  # outside the box: wrapped
-    d = StructureFunctions(SMALL).compute((6.0, 6.5), shifted, types).features
+    d = f((6.0, 6.5), shifted)
     for x in (b, c, d):
         np.testing.assert_allclose(x, a, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.skipif(not HAVE_NUMBA, reason=f"numba kernel unavailable ({_NB_REASON})")
+def test_numba_dense_cluster_grows_buffers():
+    """Half the particles in a small cluster: far more neighbours per query than the density
+    predicts, so the numba neighbour buffers must grow (and the result stay exact)."""
+    rng = np.random.default_rng(8)
+    pts, types = random_system(rng, 160, (6.0, 6.0, 6.0), edges=False)
+    pts[:80] = rng.uniform(-0.9, 0.9, size=(80, 3))
+    q = np.r_[0:6, 150:156]
+    sf = StructureFunctions(SMALL, kernel="numba", chunk_size=64).compute((6.0, 6.0, 6.0), pts, types, q)
+    assert_close(sf.features, reference_for_config(SMALL, (6.0, 6.0, 6.0), pts, types, query=q))
+
+
 # ----------------------------------------------------------------------------- truncation
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("tol", [1e-2, 1e-4])
-def test_truncation_bound(tol):
+def test_truncation_bound(tol, kernel):
     """Against a reference with a much larger cutoff: every dropped term is below tolerance x the
     largest value of one term, hence |F - F_big| <= tolerance x max term x (number dropped)."""
     rng = np.random.default_rng(21)
@@ -325,10 +382,12 @@ def test_truncation_bound(tol):
     lengths = (L, L, L)
     pts, types = random_system(rng, 220, lengths, edges=False)
     q = np.arange(25)
-    fast = StructureFunctions(cfg).compute(lengths, pts, types, q).features.astype(np.float64)
+    fast = StructureFunctions(cfg, kernel=kernel).compute(lengths, pts, types, q).features.astype(np.float64)
     big = 0.49 * L
-    ref_big = reference_for_config(cfg, lengths, pts, types, query=q, rc_radial=big, rc_angular=big)
-    _, dropped = reference_for_config(cfg, lengths, pts, types, query=q[:4], collect_dropped=True)
+    ref_big = cached_reference(("big", tol), lambda: reference_for_config(
+        cfg, lengths, pts, types, query=q, rc_radial=big, rc_angular=big))
+    _, dropped = cached_reference(("dropped", tol), lambda: reference_for_config(
+        cfg, lengths, pts, types, query=q[:4], collect_dropped=True))
     assert 0 < dropped["radial"] <= tol and 0 < dropped["angular"] <= tol  # the per-term guarantee
     assert np.abs(fast - ref_big).max() > 0.01 * tol  # the truncation is visible, not vacuous
     nr = cfg.n_radial
@@ -385,17 +444,20 @@ def test_error_cutoff_above_half_box(tiny):
         StructureFunctions(StructureConfig()).compute((6.0, 6.0, 6.0), pts, types)
 
 
-def test_error_positions(tiny):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_error_positions(tiny, kernel):
     pts, types = tiny
     p = pts.copy()
     p[5, 1] = np.nan
     with pytest.raises(DataError, match="non-finite position"):
-        StructureFunctions(SMALL).compute((6.0, 6.0, 6.0), p, types)
+        StructureFunctions(SMALL, kernel=kernel).compute((6.0, 6.0, 6.0), p, types)
     p = pts.copy()
     p[7] = p[2]
     for engine in ENGINES:
-        with pytest.raises(DataError, match="same position"):
-            StructureFunctions(SMALL, neighbours=engine).compute((6.0, 6.0, 6.0), p, types)
+        for n_threads in (1, 2):
+            with pytest.raises(DataError, match=r"particles (2 and 7|7 and 2) are at the same position"):
+                StructureFunctions(SMALL, neighbours=engine, kernel=kernel, n_threads=n_threads,
+                                   chunk_size=8).compute((6.0, 6.0, 6.0), p, types)
     with pytest.raises(DataError, match="z != 0"):
         StructureFunctions(SMALL).compute((6.0, 6.0), pts, types)
     with pytest.raises(DataError, match="shape"):
@@ -416,8 +478,26 @@ def test_error_usage(tiny):
         StructureFunctions(SMALL, chunk_size=0)
     with pytest.raises(UsageError):
         StructureFunctions(SMALL, neighbours="kdtree")
+    with pytest.raises(UsageError, match="kernel must be one of auto, numba, numpy"):
+        StructureFunctions(SMALL, kernel="cuda")
     with pytest.raises(UsageError):
         StructureFunctions({"radial_r": [1.0]})
+
+
+def test_kernel_choice(monkeypatch):
+    assert StructureFunctions(SMALL, kernel="numpy").kernel_ == "numpy"
+    assert StructureFunctions(SMALL).kernel_ == ("numba" if HAVE_NUMBA else "numpy")
+    if HAVE_NUMBA:
+        assert StructureFunctions(SMALL, kernel="numba").kernel_ == "numba"
+    # the kernel is not a convention: the stored conventions do not mention it
+    assert "kernel" not in json.dumps(SMALL.conventions())
+    # without numba: "auto" falls back to numpy, "numba" is a one-line UsageError naming the extra
+    monkeypatch.setattr(structure, "_numba_module", lambda: (None, "numba is not installed (simulated)"))
+    assert StructureFunctions(SMALL).kernel_ == "numpy"
+    with pytest.raises(UsageError) as exc:
+        StructureFunctions(SMALL, kernel="numba")
+    msg = str(exc.value)
+    assert "pip install 'glass-diag[fast]'" in msg and "\n" not in msg
 
 
 def test_reference_is_sane():
