@@ -14,33 +14,13 @@ are imported only when the command runs.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
+from diag.argtypes import positive_float as _positive_float, positive_int as _positive_int
 from diag.errors import UsageError
 
 from .readers import available_formats
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

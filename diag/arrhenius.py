@@ -234,7 +234,6 @@ def fit_arrhenius(
         raise InsufficientDataError("an Arrhenius fit needs at least two temperatures")
     grid = np.asarray(grid, dtype=np.float64)
     u = 1.0 / temps
-    theta = np.array([f.params for f in fits])  # (K, 2)
     logp = np.stack([f.log_p(grid) for f in fits], axis=-1)  # (G, K)
     in_regime = (logp <= np.log(p_max)).all(axis=-1)
     if in_regime.sum() < 2:

@@ -14,44 +14,8 @@ import sys
 from typing import Sequence
 
 from . import __version__
+from .argtypes import floats as _floats, nonneg_int as _nonneg_int, positive_float as _positive_float, positive_int as _positive_int
 from .errors import GlassDiagError, UsageError
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return vals
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    v = _nonneg_int(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("expected a positive integer, got 0")
-    return v
 
 
 def _stderr_console(quiet: bool = False):
@@ -244,7 +208,6 @@ def _run_audit(args) -> int:
     from threadpoolctl import threadpool_limits
 
     from .audit import audit
-    from .dataset import read_dataset
     from .report.terminal import render_audit
 
     from .atomic import check_output_path

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, GlassDiagError, UsageError
+from .errors import DataError, GlassDiagError
 
 FORMAT = "glass-diag/dataset"
 SCHEMA_VERSION = 1

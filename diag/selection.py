@@ -1482,7 +1482,7 @@ def _rfe_recommendations(r: RFEResult, final: FeatureSetComparison | None, d: in
             + (f" but only {p.accuracy_drop_smaller:.3f} of accuracy" if p.accuracy_drop_smaller is not None else "")
         )
     if p.sharp:
-        out.append(f"RFE: the peak is sharp: no other size lies within the CI of the peak")
+        out.append("RFE: the peak is sharp: no other size lies within the CI of the peak")
     else:
         out.append(
             f"RFE: sizes {size_ranges(p.within_ci)} lie within the CI of the peak (the CIs are marginal; the "

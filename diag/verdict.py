@@ -66,7 +66,7 @@ def make_verdict(result, selection=None) -> Verdict:
     -------
     Verdict
     """
-    clf, arr, crit = result.classifier, result.arrhenius, result.criterion
+    clf, arr = result.classifier, result.arrhenius
     problems: list[str] = []
     bias: list[str] = []
     good: list[str] = []

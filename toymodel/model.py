@@ -167,7 +167,7 @@ class ToyModel:
         accuracy). The integrals are done by adaptive quadrature on either side of
         the threshold, where the integrands are smooth.
         """
-        from scipy import integrate, optimize, stats
+        from scipy import integrate, stats
 
         mu, sd = float(self.offset), float(np.sqrt(self._a @ self._a))
         pdf = stats.norm(mu, sd).pdf
