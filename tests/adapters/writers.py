@@ -342,3 +342,28 @@ EXT = {"h5md": ".h5", "gsd": ".gsd", "lammps": ".dump", "xyz": ".xyz"}
 
 def write(fmt: str, path, syn: Synthetic, **kw) -> None:
     WRITERS[fmt](path, syn, **kw)
+
+
+#: a small structure/dynamics config for audit-sized test trajectories
+SMALL_AUDIT_CONFIG = {
+    "structure": {"species": ["A", "B"], "radial_r": [0.6, 0.8, 1.0, 1.2], "radial_width": 0.1,
+                  "angular": [[1.0, 1.0, 1.0], [1.0, -1.0, 1.0]]},
+    "dynamics": {"window": 6, "p_c": 0.2, "p_hard": 0.05, "persistence": 6, "every": 7},
+}
+
+
+def write_hopping_trajectory(path, temperature: float, seed: int) -> None:
+    """A 6^3 lattice, 70 frames, LAMMPS dump; at each sampled frame of SMALL_AUDIT_CONFIG
+    some particles hop (more at higher T), so both labels occur at every temperature."""
+    rng = np.random.default_rng(seed)
+    n, n_frames = 216, 70
+    hops = {}
+    frac = 0.15 if temperature > 0.7 else 0.08
+    for t0 in range(9, n_frames - 6, 7):  # hops centred on the sampled frames
+        for p in rng.choice(n, int(frac * n), replace=False):
+            if p not in hops:
+                e = np.zeros(3)
+                e[rng.integers(3)] = 0.9 * rng.choice([-1, 1])
+                hops[int(p)] = (t0, e)
+    syn = make_synthetic(n_side=6, n_frames=n_frames, hops=hops, drift=None, temperature=temperature, seed=seed)
+    write("lammps", path, syn)
