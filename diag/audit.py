@@ -96,18 +96,26 @@ class Split:
     Attributes
     ----------
     train : ndarray of int, shape (2 * n_per_class,)
-        Balanced training sample at the training temperature.
+        Balanced training sample (soft against hard, ``Dataset.role``) at the training
+        temperature, drawn from the training groups.
     test : ndarray of int
-        Held-out samples at every temperature, natural class balance; never shares a
-        group with the training split.
+        The held-out **natural population** (``Dataset.natural == 1``): every natural sample
+        of the held-out groups at the training temperature and every natural sample at the
+        other temperatures; never shares a group with the training split. P(R|S,T), the
+        Arrhenius fits and the criterion are measured on it.
     train_temperature : float
     n_per_class : int
+    test_roles : ndarray of int
+        Held-out training-role samples (soft or hard) at the training temperature, in the
+        held-out groups: the classifier's accuracy is measured on them (soft against hard,
+        the task it was trained on).
     """
 
     train: np.ndarray
     test: np.ndarray
     train_temperature: float
     n_per_class: int
+    test_roles: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
 def _child_rngs(seed: int, n: int) -> list[np.random.Generator]:
@@ -163,13 +171,15 @@ def make_split(ds: Dataset, options: AuditOptions) -> Split:
     n_test = int(np.clip(round(options.test_fraction * perm.size), 1, perm.size - 1))
     test_groups = perm[:n_test]
     in_test_group = np.isin(ds.group, test_groups)
-    train_pool = np.flatnonzero(at_train & ~in_test_group)
-    test = np.flatnonzero(~at_train | in_test_group)
-    pos = train_pool[ds.label[train_pool] == 1]
-    neg = train_pool[ds.label[train_pool] == 0]
+    has_role = ds.role >= 0
+    train_pool = np.flatnonzero(at_train & ~in_test_group & has_role)
+    test = np.flatnonzero((ds.natural == 1) & (~at_train | in_test_group))
+    test_roles = np.flatnonzero(at_train & in_test_group & has_role)
+    pos = train_pool[ds.role[train_pool] == 1]
+    neg = train_pool[ds.role[train_pool] == 0]
     avail = min(pos.size, neg.size)
     if avail == 0:
-        which = "rearranging (R=1)" if pos.size == 0 else "non-rearranging (R=0)"
+        which = "soft / rearranging (R=1)" if pos.size == 0 else "hard / non-rearranging (R=0)"
         raise InsufficientDataError(
             f"no {which} samples in the training split at T={T_train:g}: one class only", ds.path
         )
@@ -182,7 +192,7 @@ def make_split(ds: Dataset, options: AuditOptions) -> Split:
             ds.path,
         )
     train = np.sort(np.concatenate([rng_sub.choice(pos, n, replace=False), rng_sub.choice(neg, n, replace=False)]))
-    return Split(train=train, test=test, train_temperature=T_train, n_per_class=int(n))
+    return Split(train=train, test=test, train_temperature=T_train, n_per_class=int(n), test_roles=test_roles)
 
 
 @dataclass
@@ -263,7 +273,7 @@ def fit_softness(ds: Dataset, split: Split, options: AuditOptions, columns: np.n
     with warnings.catch_warnings(record=True) as caught:
         # captured so that they reach the report's warnings instead of stderr noise
         warnings.simplefilter("always")
-        svm.fit(X, ds.label[split.train])
+        svm.fit(X, ds.role[split.train])
     return svm, [f"{w.category.__name__}: {w.message}" for w in caught]
 
 
@@ -357,6 +367,7 @@ class AuditResult:
     truth: TruthResult | None
     warnings: list[str]
     softness_units: str = SOFTNESS_UNITS
+    population: dict = field(default_factory=dict)  # {"species": name or None, "pooled": bool}
     curves: dict = field(default_factory=dict)
     selection: Any = None  # diag.selection.SelectionResult when the diagnostics ran
     verdict: Any = None  # diag.verdict.Verdict
@@ -386,16 +397,26 @@ def dataset_summary(ds: Dataset) -> dict:
     per_t = []
     for t in temps:
         m = ds.temperature == t
+        nat = m & (ds.natural == 1)
+        n_nat = int(nat.sum())
+        n_r = int(ds.label[nat].sum())
         per_t.append(
             {
                 "temperature": float(t),
                 "n_samples": int(m.sum()),
                 "n_rearranging": int(ds.label[m].sum()),
                 "n_groups": int(np.unique(ds.group[m]).size),
+                "n_natural": n_nat,
+                "n_natural_rearranging": n_r,
+                "p_rearranging": n_r / n_nat if n_nat else None,
+                "n_soft": int((m & (ds.role == 1)).sum()),
+                "n_hard": int((m & (ds.role == 0)).sum()),
             }
         )
     return {
         "path": ds.path,
+        "schema_version": ds.schema_version,
+        "training_only": ds.training_only,
         "n_samples": ds.n_samples,
         "n_features": ds.n_features,
         "n_groups": int(np.unique(ds.group).size),
@@ -412,6 +433,7 @@ def audit(
     options: AuditOptions | None = None,
     progress: Callable[..., None] | None = None,
     selection_options=None,
+    population: dict | None = None,
 ) -> AuditResult:
     """Run the softness analysis properly and measure how far its barriers can be trusted.
 
@@ -425,6 +447,9 @@ def audit(
     selection_options : diag.selection.SelectionOptions, optional
         Run the feature-set diagnostics (RFE, coarsening, learning curve, C sweep) on
         the same split; their result is attached as ``selection``.
+    population : dict, optional
+        Which centre particles ``ds`` holds (from :func:`species_populations`), recorded
+        in the result.
 
     Returns
     -------
@@ -435,6 +460,17 @@ def audit(
     warn: list[str] = []
     if ds.temperatures.size < 2:
         warn.append(f"the dataset has one temperature ({ds.temperatures[0]:g}): no Arrhenius fit is possible")
+    if ds.training_only:
+        warn.append(
+            "schema-1 dataset from trajectories: it holds only the soft and hard particles, so P(R|S,T), the "
+            "barriers and Var(E_inf) are measured on the training set, not the natural population, which "
+            "inflates P(R) by a temperature-dependent factor; re-run diag features to store the natural population"
+        )
+    if population is not None and population.get("pooled") and population.get("n_species", 1) > 1:
+        warn.append(
+            f"{population['n_species']} centre species pooled into one SVM (--species all): the classifier can "
+            "partly learn which species a particle is, which is not softness"
+        )
     note("split")
     split = make_split(ds, options)
     note("fit SVM")
@@ -447,8 +483,14 @@ def audit(
     S = svm.softness(ds.features[te])
     at_ref = np.isclose(ds.temperature[te], split.train_temperature, rtol=1e-9, atol=1e-12)
     rng_acc = _child_rngs(options.seed + 2, 1)[0]
+    tr_ = split.test_roles
+    if tr_.size == 0:
+        raise InsufficientDataError(
+            f"no held-out soft or hard sample at the training temperature {split.train_temperature:g}: "
+            "the accuracy cannot be measured", ds.path,
+        )
     acc, acc_ci = balanced_accuracy(
-        (S[at_ref] > 0).astype(np.int8), ds.label[te][at_ref], ds.group[te][at_ref], options.n_boot,
+        (svm.softness(ds.features[tr_]) > 0).astype(np.int8), ds.role[tr_], ds.group[tr_], options.n_boot,
         options.ci_level, rng_acc,
     )
     clf = ClassifierResult(
@@ -457,7 +499,7 @@ def audit(
         train_temperature=split.train_temperature,
         accuracy=acc,
         accuracy_ci=acc_ci,
-        n_test=int(at_ref.sum()),
+        n_test=int(tr_.size),
         converged=bool(svm.converged_),
         n_iter=int(svm.n_iter_),
         objective=float(svm.objective_),
@@ -511,8 +553,87 @@ def audit(
         warnings=warn,
         curves=curves,
         selection=selection,
+        population=dict(population or {}),
     )
     from .verdict import make_verdict
 
     result.verdict = make_verdict(result, selection)
     return result
+
+
+@dataclass
+class Population:
+    """The centre particles one audit covers.
+
+    Attributes
+    ----------
+    dataset : Dataset
+        The samples of these centres (all features, conventions unchanged).
+    species : str or None
+        Species name (None: the dataset records no species, or several are pooled).
+    pooled : bool
+        Several centre species in one SVM (``--species all``).
+    n_species : int
+        Number of centre species in ``dataset``.
+    """
+
+    dataset: Dataset
+    species: str | None
+    pooled: bool
+    n_species: int
+
+    def describe(self) -> dict:
+        return {"species": self.species, "pooled": self.pooled, "n_species": self.n_species}
+
+
+def species_populations(ds: Dataset, request: list[str] | None = None) -> list[Population]:
+    """Split a dataset into the populations to audit, one per centre species.
+
+    Softness is defined per species (METHOD section 5, "Species"): a dataset with several
+    centre species is never pooled silently.
+
+    Parameters
+    ----------
+    ds : Dataset
+    request : list of str, optional
+        None: every centre species separately (one population when there is one).
+        ``["all"]``: all centre species pooled into one population.
+        Species names (or ids): those species, each separately.
+
+    Returns
+    -------
+    list of Population, in species-id order (or request order).
+
+    Raises
+    ------
+    UsageError
+        A requested species is not among the dataset's centres.
+    """
+    if ds.species is None:
+        if request and [r for r in request if r != "all"]:
+            raise UsageError("--species: the dataset records no species", ds.path)
+        return [Population(ds, None, False, 1)]
+    ids = [int(i) for i in np.unique(ds.species)]
+    names = [ds.species_name(i) for i in ids]
+    if request and list(request) == ["all"]:
+        return [Population(ds, names[0] if len(ids) == 1 else None, len(ids) > 1, len(ids))]
+    if request:
+        if "all" in request:
+            raise UsageError("--species all pools every species; do not combine it with species names")
+        chosen = []
+        for r in request:
+            if r in names:
+                k = ids[names.index(r)]
+            elif r.isdigit() and int(r) in ids:
+                k = int(r)
+            else:
+                raise UsageError(
+                    f"--species {r}: not a centre species of the dataset (centres: {', '.join(names)})", ds.path
+                )
+            if k not in chosen:
+                chosen.append(k)
+    else:
+        chosen = ids
+    if len(ids) == 1 and chosen == ids:
+        return [Population(ds, names[0], False, 1)]
+    return [Population(ds.subset(ds.species == k), ds.species_name(k), False, 1) for k in chosen]

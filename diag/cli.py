@@ -132,6 +132,9 @@ def _add_audit_options(p) -> None:
     p.add_argument("--p-max", type=float, default=0.5, help="Arrhenius regime: P(R|S,T) <= p_max at every T (default 0.5)")
     p.add_argument("--grid-points", type=_positive_int, default=25, help="softness grid points (default 25)")
     p.add_argument("--seed", type=_nonneg_int, default=0, help="seeds the split, subsampling and CIs (default 0)")
+    p.add_argument("--species", nargs="+", metavar="NAME", default=None,
+                   help="centre species to audit, each with its own SVM and barriers (default: every centre "
+                   "species separately); 'all' pools them into one SVM (with a warning)")
     p.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads (default 1)")
     p.add_argument("--json", metavar="OUT.json", default=None, help="write the report as JSON")
     p.add_argument("--plots", metavar="DIR", default=None, help="write PNG figures into DIR (needs matplotlib)")
@@ -207,8 +210,8 @@ def _options_from_args(args):
 def _run_audit(args) -> int:
     from threadpoolctl import threadpool_limits
 
-    from .audit import audit
-    from .report.terminal import render_audit
+    from .audit import audit, species_populations
+    from .report.terminal import render_audits
 
     from .atomic import check_output_path
 
@@ -232,9 +235,15 @@ def _run_audit(args) -> int:
             selection.scheduler = sched
         with threadpool_limits(limits=args.threads), _Progress(args.quiet) as progress:
             ds = _load_or_build(args, inputs, progress, log, scheduler=sched)
-            result = audit(ds, options, progress=progress, selection_options=selection)
-    render_audit(result, _stdout_console())
-    _write_outputs(result, args, log, protect=tuple(inputs))
+            pops = species_populations(ds, args.species)
+            results = []
+            for pop in pops:
+                stage = progress if len(pops) == 1 else (
+                    lambda stage, *a, _s=pop.species: progress(f"species {_s}: {stage}", *a))
+                results.append(audit(pop.dataset, options, progress=stage, selection_options=selection,
+                                     population=pop.describe()))
+    render_audits(results, _stdout_console())
+    _write_outputs(results, args, log, protect=tuple(inputs))
     return 0
 
 
@@ -305,18 +314,22 @@ def _check_plots_available(folder: str) -> None:
         raise UsageError("the plots path exists and is not a folder", folder)
 
 
-def _write_outputs(result, args, log, protect=()) -> None:
-    from .report.json import audit_to_dict, write_json
+def _write_outputs(results, args, log, protect=()) -> None:
+    """JSON (one document; several populations under 'populations') and figures (a folder per species)."""
+    from .report.json import audit_to_dict, audits_to_dict, write_json
 
-    doc = audit_to_dict(result)
+    if not isinstance(results, (list, tuple)):
+        results = [results]
     if args.json:
-        write_json(doc, args.json, protect=protect)
+        write_json(audits_to_dict(results), args.json, protect=protect)
         log.print(f"wrote {args.json}")
     if getattr(args, "plots", None):
         from .report.plots import write_figures
 
-        for path in write_figures(doc, args.plots):
-            log.print(f"wrote {path}")
+        for r in results:
+            folder = args.plots if len(results) == 1 else os.path.join(args.plots, f"species-{r.population.get('species')}")
+            for path in write_figures(audit_to_dict(r), folder):
+                log.print(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------- demo

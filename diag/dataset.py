@@ -1,11 +1,13 @@
 """The dataset contract: one versioned HDF5 layout written by every producer, read by ``diag``.
 
-Layout (schema version 1; see ``docs/dataset.md``)::
+Layout (schema version 2; see ``docs/dataset.md``)::
 
     /                       attrs: format, schema_version, conventions (JSON),
                                    provenance (JSON)
     /samples/features       float32 (n_samples, n_features), chunked
-    /samples/label          int8    (n_samples,)   R: 1 rearranges, 0 does not
+    /samples/label          int8    (n_samples,)   natural label R: 1 rearranges, 0 does not
+    /samples/role           int8    (n_samples,)   training role: 1 soft, 0 hard, -1 neither
+    /samples/natural        int8    (n_samples,)   1: member of the natural population sample
     /samples/temperature    float64 (n_samples,)
     /samples/group          int64   (n_samples,)   frame / trajectory / block id
     /samples/energy         float64 (n_samples,)   optional: true barrier (toy)
@@ -18,6 +20,13 @@ Layout (schema version 1; see ``docs/dataset.md``)::
 
 Producers build a :class:`Dataset` and call :meth:`Dataset.write`; consumers call
 :func:`read_dataset`. Both validate through :meth:`Dataset.validate`.
+
+Two populations live in one file (METHOD section 5): the **training set** (``role`` 1
+soft / 0 hard; the SVM is trained on it) and the **natural population** (``natural == 1``:
+every centre particle at the sampled frames, or a recorded subsample of them, with its
+natural label R). A sample can belong to both. Schema-1 files have neither array: they are
+read with ``role = label`` and every sample natural; :attr:`Dataset.training_only` then
+tells whether the file holds only the training set (trajectory datasets of schema 1).
 """
 
 from __future__ import annotations
@@ -38,7 +47,10 @@ import numpy as np
 from .errors import DataError, GlassDiagError
 
 FORMAT = "glass-diag/dataset"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: training roles
+ROLE_SOFT, ROLE_HARD, ROLE_NEITHER = 1, 0, -1
 
 _REQUIRED = ("features", "label", "temperature", "group")
 _OPTIONAL = {
@@ -46,6 +58,8 @@ _OPTIONAL = {
     "p_hop": np.float32,
     "species": np.int32,
     "particle": np.int64,
+    "role": np.int8,
+    "natural": np.int8,
 }
 
 
@@ -57,7 +71,7 @@ class Dataset:
     ----------
     features : ndarray, shape (n_samples, n_features), float32
     label : ndarray, shape (n_samples,), int8
-        1 if the particle rearranges (soft), 0 if not (hard).
+        The natural label R: 1 if the particle rearranges at its frame (p_hop > p_c), else 0.
     temperature : ndarray, shape (n_samples,), float64
     group : ndarray, shape (n_samples,), int64
         Samples sharing a group (a frame, a trajectory, a block of toy samples)
@@ -67,6 +81,13 @@ class Dataset:
         Per-feature parameters (grid point r, species, width, ...).
     energy, p_hop, species, particle : ndarray, shape (n_samples,), optional
         ``energy`` is the true barrier, known only for synthetic data.
+    role : ndarray, shape (n_samples,), int8, optional
+        Training role: 1 soft, 0 hard, -1 neither (not in the training set). Default:
+        ``label`` (every sample is a training sample of its class, as in the toy model).
+    natural : ndarray, shape (n_samples,), int8, optional
+        1 when the sample belongs to the natural population (P(R|S,T), the Arrhenius fits
+        and the criterion are measured on these), 0 when it is stored only as a training
+        sample (outside a subsample of the natural population). Default: all 1.
     conventions : dict
         Every convention the numbers depend on (widths, windows, thresholds).
     provenance : dict
@@ -86,9 +107,12 @@ class Dataset:
     p_hop: np.ndarray | None = None
     species: np.ndarray | None = None
     particle: np.ndarray | None = None
+    role: np.ndarray | None = None
+    natural: np.ndarray | None = None
     conventions: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         self.features = np.asarray(self.features, dtype=np.float32)
@@ -105,6 +129,52 @@ class Dataset:
             val = getattr(self, key)
             if val is not None:
                 setattr(self, key, np.asarray(val).astype(dtype, copy=False))
+        if self.role is None:
+            self.role = self.label.copy()
+        if self.natural is None:
+            self.natural = np.ones(self.label.shape, dtype=np.int8)
+
+    @property
+    def training_only(self) -> bool:
+        """True when the file holds only the training set, not the natural population.
+
+        Schema-1 datasets made from trajectories stored only soft and hard particles;
+        P(R|S,T) measured on them is distorted (METHOD section 5, "Two populations").
+        """
+        return self.schema_version < 2 and self.provenance.get("generator") == "glass-diag features"
+
+    @property
+    def species_names(self) -> list[str] | None:
+        """Names of the species ids in ``species`` (``conventions['species_names']``), if recorded."""
+        names = self.conventions.get("species_names")
+        if names is None:
+            st = self.conventions.get("structure")
+            if isinstance(st, dict):
+                names = st.get("species")
+        return None if names is None else [str(x) for x in names]
+
+    def species_name(self, sid: int) -> str:
+        names = self.species_names
+        return names[sid] if names is not None and 0 <= sid < len(names) else str(sid)
+
+    def subset(self, mask: np.ndarray) -> "Dataset":
+        """The samples selected by a boolean mask (or index array), same features and conventions."""
+        idx = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask)
+        kw = {}
+        for key in ("label", "temperature", "group", *_OPTIONAL):
+            v = getattr(self, key)
+            kw[key] = None if v is None else v[idx]
+        return Dataset(
+            features=self.features[idx],
+            feature_names=list(self.feature_names),
+            feature_families=list(self.feature_families),
+            feature_params=list(self.feature_params),
+            conventions=dict(self.conventions),
+            provenance=dict(self.provenance),
+            path=self.path,
+            schema_version=self.schema_version,
+            **kw,
+        )
 
     # ------------------------------------------------------------------ basics
     @property
@@ -161,6 +231,14 @@ class Dataset:
             )
         if not np.isin(self.label, (0, 1)).all():
             raise DataError("samples/label must contain only 0 and 1", p)
+        if not np.isin(self.role, (ROLE_SOFT, ROLE_HARD, ROLE_NEITHER)).all():
+            raise DataError("samples/role must contain only 1 (soft), 0 (hard) and -1 (neither)", p)
+        if not np.isin(self.natural, (0, 1)).all():
+            raise DataError("samples/natural must contain only 0 and 1", p)
+        if not self.natural.any():
+            raise DataError("no sample belongs to the natural population (samples/natural is all 0)", p)
+        if (self.role[self.natural == 0] == ROLE_NEITHER).any():
+            raise DataError("some samples are neither natural nor in the training set (natural 0, role -1)", p)
         if not np.isfinite(self.temperature).all() or (self.temperature <= 0).any():
             raise DataError("samples/temperature must be finite and positive", p)
         for name in ("energy", "p_hop"):
@@ -190,9 +268,12 @@ class Dataset:
             p_hop=self.p_hop,
             species=self.species,
             particle=self.particle,
+            role=self.role,
+            natural=self.natural,
             conventions=dict(self.conventions),
             provenance=dict(self.provenance),
             path=self.path,
+            schema_version=self.schema_version,
         )
 
     # --------------------------------------------------------------------- I/O
@@ -452,7 +533,12 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
     lab = arrays["label"]
     if lab.shape == (n,) and not np.isin(lab, (0, 1)).all():
         raise DataError("samples/label must contain only 0 and 1", p)
+    if version < 2:
+        # schema 1 had no roles: every sample was a training sample of its class, and natural
+        arrays.pop("role", None)
+        arrays.pop("natural", None)
     ds = Dataset(
+        schema_version=version,
         feature_names=names,
         feature_families=fam,
         feature_params=params,

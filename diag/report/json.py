@@ -52,6 +52,7 @@ def audit_to_dict(result) -> dict:
         "seed": opt.seed,
         "options": asdict(opt),
         "dataset": result.dataset,
+        "population": getattr(result, "population", {}),
         "classifier": {
             "C": clf.C,
             "loss": "hinge",
@@ -59,7 +60,7 @@ def audit_to_dict(result) -> dict:
             "train_temperature": clf.train_temperature,
             "accuracy": clf.accuracy,
             "accuracy_ci": clf.accuracy_ci,
-            "accuracy_kind": "balanced accuracy on held-out groups at the training temperature",
+            "accuracy_kind": "balanced accuracy, soft against hard, on held-out groups at the training temperature",
             "n_test": clf.n_test,
             "converged": clf.converged,
             "n_iter": clf.n_iter,
@@ -127,6 +128,17 @@ def audit_to_dict(result) -> dict:
     for key, val in result.extras.items():
         doc[key] = val
     return _plain(doc)
+
+
+def audits_to_dict(results) -> dict:
+    """The JSON document of several audits (one per centre species); one audit gives its own document."""
+    if len(results) == 1:
+        return audit_to_dict(results[0])
+    return _plain({
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "glass_diag_version": __version__,
+        "populations": [audit_to_dict(r) for r in results],
+    })
 
 
 def dumps(doc: dict) -> str:

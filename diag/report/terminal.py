@@ -25,8 +25,22 @@ def dataset_panel(result) -> Panel:
     t.add_column()
     t.add_row("file", str(d.get("path") or "(in memory)"))
     t.add_row("samples", f"{d['n_samples']:,} in {d['n_groups']:,} groups, {d['n_features']} features")
-    temps = ", ".join(f"{p['temperature']:g} ({p['n_rearranging'] / max(p['n_samples'], 1):.1%} R=1)" for p in d["per_temperature"])
-    t.add_row("temperatures", temps)
+    pop = getattr(result, "population", None) or {}
+    if pop.get("species") is not None or pop.get("pooled"):
+        who = f"species {pop['species']}" if not pop.get("pooled") else f"{pop.get('n_species')} species pooled"
+        t.add_row("centres", who)
+    t.add_row("temperatures", ", ".join(f"{p['temperature']:g}" for p in d["per_temperature"]))
+    counts = Table(box=None, padding=(0, 1), show_edge=False)
+    for col in ("T", "natural", "R = 1", "P(R)", "soft", "hard"):
+        counts.add_column(col, justify="right")
+    for p in d["per_temperature"]:
+        pr = p.get("p_rearranging")
+        counts.add_row(
+            f"{p['temperature']:g}", f"{p.get('n_natural', p['n_samples']):,}",
+            f"{p.get('n_natural_rearranging', p['n_rearranging']):,}", "n/a" if pr is None else f"{pr:.4f}",
+            f"{p.get('n_soft', 0):,}", f"{p.get('n_hard', 0):,}",
+        )
+    t.add_row("populations", counts)
     prov = d.get("provenance") or {}
     if prov:
         t.add_row("generator", f"{prov.get('generator', '?')} {prov.get('version', '')}, seed {prov.get('seed', '?')}")
@@ -48,7 +62,8 @@ def classifier_panel(result) -> Panel:
     t.add_row("training", f"{c.n_train_per_class:,} per class at T = {c.train_temperature:g} (balanced)")
     t.add_row(
         "accuracy",
-        f"{c.accuracy:.4f} {_ci(c.accuracy_ci, 4)} (balanced, {c.n_test:,} held-out samples at T = {c.train_temperature:g})",
+        f"{c.accuracy:.4f} {_ci(c.accuracy_ci, 4)} (balanced, soft vs hard, {c.n_test:,} held-out samples at "
+        f"T = {c.train_temperature:g})",
     )
     conv = "[green]converged[/]" if c.converged else "[red]NOT converged[/]"
     t.add_row("solver", f"{conv} in {c.n_iter} iterations, objective {c.objective:.6g}")
@@ -121,6 +136,16 @@ def verdict_panel(result) -> Panel | None:
     if v.truth:
         body.append(Text.from_markup(f"[dim]{v.truth}[/]"))
     return Panel(Group(*body), title="Verdict", title_align="left", border_style=style)
+
+
+def render_audits(results, console: Console) -> None:
+    """Print one report per audited population (species), each under a heading."""
+    if len(results) == 1:
+        render_audit(results[0], console)
+        return
+    for r in results:
+        console.rule(f"[bold]centre species {r.population.get('species')}[/]")
+        render_audit(r, console)
 
 
 def render_audit(result, console: Console) -> None:

@@ -51,7 +51,7 @@ def planted_hop_expected(T: int, t0: int, a: float, window: int) -> np.ndarray:
 
 
 def labels_reference(P: np.ndarray, cfg: DynamicsConfig) -> dict[int, dict[int, int]]:
-    """Labels straight from the definition, on the full p_hop array."""
+    """Training roles (soft 1 / hard 0) straight from the definition, on the full p_hop array."""
     T, N = P.shape
     out = {}
     for t in cfg.sampled_frames(T):
@@ -59,7 +59,7 @@ def labels_reference(P: np.ndarray, cfg: DynamicsConfig) -> dict[int, dict[int, 
         for i in range(N):
             if P[t, i] > cfg.p_c:
                 lab[i] = 1
-            elif all(P[s, i] < cfg.p_hard for s in range(t - cfg.persistence, t + 1)):
+            elif all(P[s, i] < cfg.p_hard for s in range(t - cfg.persistence, t + cfg.persistence_after + 1)):
                 lab[i] = 0
         out[t] = lab
     return out
@@ -135,17 +135,48 @@ def test_p_hop_short_or_bad_input():
 
 
 # ------------------------------------------------------------------- config
+def roles(fl) -> dict[int, int]:
+    """{particle: role} of the soft and hard particles of one labelled frame."""
+    keep = fl.role >= 0
+    return dict(zip(fl.particles[keep].tolist(), fl.role[keep].tolist()))
+
+
 def test_defaults_and_sampled_frames():
     cfg = DynamicsConfig()
-    assert (cfg.window, cfg.p_c, cfg.p_hard, cfg.persistence, cfg.every) == (10, 0.2, 0.05, 10, 11)
-    assert cfg.first_frame == 15 and cfg.min_frames == 21
-    frames = list(cfg.sampled_frames(60))
-    assert frames == [15, 26, 37, 48]  # last one needs frames up to 53 <= 59
+    assert not cfg.resolved and (cfg.p_c, cfg.p_hard, cfg.hard_side) == (0.2, 0.05, "both")
+    # no frame times: t_R = 10 frames, quiet over [t - 10, t + 10]
+    cfg = cfg.resolve(None)
+    assert (cfg.window, cfg.persistence, cfg.every, cfg.persistence_after) == (10, 10, 11, 10)
+    assert cfg.first_frame == 15 and cfg.min_frames == 31
+    frames = list(cfg.sampled_frames(70))
+    assert frames == [15, 26, 37, 48]  # the last needs p_hop up to 58 and frames up to 63 <= 69
     # default spacing: p_hop windows [t - W/2, t + W/2] of consecutive samples are disjoint
     for t, u in zip(frames, frames[1:]):
         assert t + cfg.half < u - cfg.half
     assert list(cfg.sampled_frames(cfg.min_frames)) == [15]
     assert list(cfg.sampled_frames(cfg.min_frames - 1)) == []
+    before = DynamicsConfig(window=10, hard_side="before")
+    assert before.min_frames == 21 and list(before.sampled_frames(60)) == [15, 26, 37, 48]
+
+
+def test_windows_in_time_become_frames_and_are_recorded():
+    # frames every 0.5 tau: the default t_R = 10 tau is 20 frames, P = 20 frames
+    cfg = DynamicsConfig().resolve(0.5)
+    assert (cfg.window, cfg.persistence, cfg.every) == (20, 20, 21)
+    conv = cfg.conventions()
+    assert conv["window_time"] == 10.0 and conv["persistence_time"] == 10.0 and conv["frame_interval_time"] == 0.5
+    cfg = DynamicsConfig(window_time=3.0, persistence_time=2.0, every=7).resolve(0.25)
+    assert (cfg.window, cfg.persistence, cfg.every) == (12, 8, 7)
+    assert cfg.conventions()["window_time_requested"] == 3.0
+    # frame-based settings are kept as given, times recorded when known
+    cfg = DynamicsConfig(window=20, every=20).resolve(0.5)
+    assert (cfg.window, cfg.persistence, cfg.every) == (20, 20, 20) and cfg.conventions()["window_time"] == 10.0
+    with pytest.raises(DataError, match="carry no times"):
+        DynamicsConfig(window_time=10.0).resolve(None, "t.dump")
+    with pytest.raises(DataError, match="shorter than two frame intervals"):
+        DynamicsConfig(window_time=0.4).resolve(0.5)
+    with pytest.raises(UsageError, match="not both"):
+        DynamicsConfig(window=10, window_time=5.0)
 
 
 @pytest.mark.parametrize(
@@ -176,16 +207,16 @@ def test_from_dict_rejects_unknown_keys():
 
 def test_too_few_frames_is_a_data_error_naming_the_file():
     cfg = DynamicsConfig(window=10, persistence=4)
-    check_enough_frames(15, cfg, "traj.dump")
+    check_enough_frames(19, cfg, "traj.dump")
     with pytest.raises(DataError) as exc:
-        check_enough_frames(14, cfg, "traj.dump")
+        check_enough_frames(18, cfg, "traj.dump")
     msg = str(exc.value)
-    assert msg.startswith("traj.dump: fewer frames (14)") and "15" in msg and "\n" not in msg
+    assert msg.startswith("traj.dump: fewer frames (18)") and "19" in msg and "\n" not in msg
 
 
 # ------------------------------------------------------------------- labels
 def test_planted_hop_is_soft_at_its_frame_and_still_particles_are_hard():
-    cfg = DynamicsConfig(window=4, persistence=5, every=5)  # sampled: 7, 12, 17, 22
+    cfg = DynamicsConfig(window=4, persistence=5, every=5, hard_side="before")  # sampled: 7, 12, 17, 22
     T, N = 26, 6
     rng = np.random.default_rng(5)
     X = rng.normal(0, 0.01, size=(T, N, 3))
@@ -193,24 +224,43 @@ def test_planted_hop_is_soft_at_its_frame_and_still_particles_are_hard():
     out = {fl.frame: fl for fl in hop_labels(X, cfg)}
     assert sorted(out) == [7, 12, 17, 22]
     f12 = out[12]
-    assert dict(zip(f12.particles.tolist(), f12.label.tolist()))[2] == 1
+    assert roles(f12)[2] == 1 and f12.label[2] == 1
     assert f12.n_soft == 1 and f12.n_hard == N - 1
-    assert f12.p_hop[f12.particles.tolist().index(2)] == pytest.approx((2 / 3) ** 1.5, rel=0.05)
-    # p_hop of particle 2 is high at frames 10..13; frame 17 looks back to 12: neither label
-    assert 2 not in out[17].particles.tolist()
+    assert f12.p_hop[2] == pytest.approx((2 / 3) ** 1.5, rel=0.05)
+    # p_hop of particle 2 is high at frames 10..13; frame 17 looks back to 12: neither role,
+    # but it stays in the natural population with R = 0
+    assert 2 not in roles(out[17]) and out[17].role[2] == -1 and out[17].label[2] == 0
     assert out[17].n_hard == N - 1 and out[22].n_hard == N and out[7].n_hard == N
+    for fl in out.values():  # every particle is in the natural population
+        assert fl.particles.tolist() == list(range(N))
 
 
+def test_hard_rule_looks_after_the_frame_by_default():
+    cfg = DynamicsConfig(window=4, persistence=5, every=5)  # both sides: sampled 7, 12 (up to T-1-2-5)
+    T, N = 26, 6
+    rng = np.random.default_rng(5)
+    X = rng.normal(0, 0.01, size=(T, N, 3))
+    X[12:, 2, 0] += 1.0  # hop at 11/12: p_hop of particle 2 is high at frames 10..13, inside [7 - 5, 7 + 5]
+    out = {fl.frame: fl for fl in hop_labels(X, cfg)}
+    assert sorted(out) == [7, 12, 17]
+    assert out[7].role[2] == -1  # quiet before frame 7, but not over [2, 12]
+    assert out[7].n_hard == N - 1 and out[12].role[2] == 1
+    before = {fl.frame: fl for fl in hop_labels(X, DynamicsConfig(window=4, persistence=5, every=5, hard_side="before"))}
+    assert before[7].role[2] == 0
+
+
+@pytest.mark.parametrize("side", ["both", "before"])
 @pytest.mark.parametrize("chunk", [1, 3, 8, 50])
-def test_streaming_labels_match_reference_for_any_chunk(chunk):
-    cfg = DynamicsConfig(window=4, p_c=0.05, p_hard=0.01, persistence=3, every=3)
+def test_streaming_labels_match_reference_for_any_chunk(chunk, side):
+    cfg = DynamicsConfig(window=4, p_c=0.05, p_hard=0.01, persistence=3, every=3, hard_side=side)
     X = random_walk(T=41, N=12, d=3, step=0.03, seed=6, hops=6)
     ref = labels_reference(p_hop_loop(X, cfg.window), cfg)
     got = hop_labels(X, cfg, chunk=chunk)
     assert [fl.frame for fl in got] == sorted(ref)
     P = p_hop(X, cfg.window)
     for fl in got:
-        assert dict(zip(fl.particles.tolist(), fl.label.tolist())) == ref[fl.frame]
+        assert roles(fl) == ref[fl.frame]
+        np.testing.assert_array_equal(fl.label, (P[fl.frame, fl.particles] > cfg.p_c).astype(np.int8))
         np.testing.assert_allclose(fl.p_hop, P[fl.frame, fl.particles], rtol=1e-6)
     assert any(fl.n_soft for fl in got) and any(fl.n_hard for fl in got)
 
@@ -234,10 +284,11 @@ def test_streaming_buffer_stays_bounded():
     chunk=st.integers(1, 12),
     T=st.integers(5, 40),
     seed=st.integers(0, 2**16),
+    side=st.sampled_from(["both", "before"]),
 )
-def test_streaming_equals_batch_property(half, persistence, every, chunk, T, seed):
-    cfg = DynamicsConfig(window=2 * half, p_c=0.02, p_hard=0.005, persistence=persistence, every=every)
+def test_streaming_equals_batch_property(half, persistence, every, chunk, T, seed, side):
+    cfg = DynamicsConfig(window=2 * half, p_c=0.02, p_hard=0.005, persistence=persistence, every=every, hard_side=side)
     X = random_walk(T=T, N=5, d=2, step=0.03, seed=seed, hops=2)
     ref = labels_reference(p_hop(X, cfg.window), cfg)
     got = hop_labels(X, cfg, chunk=chunk)
-    assert {fl.frame: dict(zip(fl.particles.tolist(), fl.label.tolist())) for fl in got} == ref
+    assert {fl.frame: roles(fl) for fl in got} == ref
