@@ -5,16 +5,24 @@ For every input file (one temperature each):
 1. open it (:func:`adapters.readers.open_trajectory`), find its temperature
    (command line first, else the file), map its species onto the structure
    configuration's species, check it has enough frames;
-2. stream the frames once: unwrap them (:class:`adapters.trajectory.Unwrapper`),
+2. resolve the label windows into frames with the file's frame interval
+   (:meth:`adapters.dynamics.DynamicsConfig.resolve`: windows may be given in time);
+3. stream the frames once: unwrap them (:class:`adapters.trajectory.Unwrapper`),
    feed them to :class:`adapters.dynamics.HopLabeller`, keep the stored
    positions of sampled frames until their labels are known;
-3. at each labelled frame, compute the structure functions of the labelled
-   particles on the **wrapped** positions of that frame
-   (:class:`adapters.structure.StructureFunctions`).
+4. at each labelled frame, compute the structure functions of the **natural
+   population** (every centre particle, or a seeded subsample of them) and of every
+   soft or hard centre particle, on the **wrapped** positions of that frame
+   (:class:`adapters.structure.StructureFunctions`; neighbours are every species and
+   every periodic image within the cutoff).
 
-All files are checked (readable, temperature, species, frame count, box
-against the structure cutoff) before any frame is processed, and nothing is
-written here: the caller writes the returned :class:`~diag.dataset.Dataset`.
+Centres are the particles of the ``centre_species`` (default: every species). Each
+sample carries its natural label R (p_hop > p_c), its training role (soft, hard,
+neither) and whether it belongs to the natural population (``Dataset.natural``).
+
+All files are checked (readable, temperature, species, frame count) before any frame
+is processed, and nothing is written here: the caller writes the returned
+:class:`~diag.dataset.Dataset`.
 
 Groups: ``group = file_index * 10**9 + frame`` (one group per file and sampled
 frame; samples of one frame are correlated and must stay together).
@@ -52,6 +60,8 @@ ProgressCallback = Callable[[int, str, int, int], None]
 class _FileSamples:
     features: list = field(default_factory=list)
     label: list = field(default_factory=list)
+    role: list = field(default_factory=list)
+    natural: list = field(default_factory=list)
     p_hop: list = field(default_factory=list)
     group: list = field(default_factory=list)
     species: list = field(default_factory=list)
@@ -141,14 +151,10 @@ def streaming_bytes(n_particles: int, dimensions: int, dcfg: DynamicsConfig) -> 
     return float(frames) * n_particles * dimensions * 8
 
 
-def _check_box(box, cutoff: float, path: str, frame: int) -> None:
-    Lmin = min(box.lengths)
-    if cutoff is not None and not 2 * float(cutoff) < Lmin:
-        raise DataError(
-            f"frame {frame}: box length {Lmin:g} is not more than twice the structure cutoff "
-            f"{float(cutoff):g}; the neighbour search needs a larger box",
-            path,
-        )
+def _engine_box(box):
+    """The box as the structure-function engine takes it: freud's (Lx, Ly, Lz, xy, xz, yz) or lengths."""
+    params = getattr(box, "freud_params", None)
+    return tuple(params()) if callable(params) else tuple(box.lengths)
 
 
 def _peek_first_frame(traj: Trajectory):
@@ -168,6 +174,7 @@ class _Prepared:
     temperature_source: str
     type_map: np.ndarray
     mapping: dict[str, str]
+    dynamics: DynamicsConfig
 
 
 def build_dataset(
@@ -238,6 +245,14 @@ def build_dataset(
             if not np.isfinite(t) or t <= 0:
                 raise UsageError(f"--temperature values must be positive, got {t:g}")
 
+    centres = list(config.centre_species) if config.centre_species else list(scfg.species)
+    unknown = [c for c in centres if c not in scfg.species]
+    if unknown:
+        raise UsageError(
+            f"--species {unknown[0]}: not a species of the structure configuration ({', '.join(scfg.species)})",
+            config.source,
+        )
+    centre_ids = np.array([list(scfg.species).index(c) for c in centres], dtype=np.int64)
     prepared: list[_Prepared] = []
     opened: list[Trajectory] = []
     try:
@@ -258,15 +273,18 @@ def build_dataset(
                     "no temperature in the file; give one per file with --temperature", path
                 )
             type_map, mapping = species_type_map(traj, scfg.species, config.species_map, config.source)
-            check_enough_frames(traj.n_frames, dcfg, path)
+            fdyn = dcfg.resolve(traj.frame_interval_time, path)
+            check_enough_frames(traj.n_frames, fdyn, path)
             check_memory(
-                streaming_bytes(traj.n_particles, traj.dimensions, dcfg),
+                streaming_bytes(traj.n_particles, traj.dimensions, fdyn),
                 f"streaming {traj.n_particles} particles through the p_hop window",
                 path,
             )
-            first = _peek_first_frame(traj)
-            _check_box(first.box, getattr(scfg, "cutoff", None), path, 0)
-            prepared.append(_Prepared(traj, float(T), src, type_map, mapping))
+            if not np.isin(centre_ids, type_map[np.unique(traj.types)]).any():
+                raise DataError(
+                    f"no particle of the centre species {', '.join(centres)} in the file", path
+                )
+            prepared.append(_Prepared(traj, float(T), src, type_map, mapping, fdyn))
 
         # ---------------------------------------------------------- process
         from diag.parallel import as_scheduler
@@ -276,9 +294,10 @@ def build_dataset(
         parts: list[_FileSamples] = []
         file_records = []
         sched = as_scheduler(scheduler)
-        frames_total = sum(len(dcfg.sampled_frames(p.traj.n_frames)) for p in prepared)
+        frames_total = sum(len(p.dynamics.sampled_frames(p.traj.n_frames)) for p in prepared)
         for i, prep in enumerate(prepared):
-            samples, record = _process(i, prep, engine, n_feat, scfg, dcfg, progress, sched, frames_total)
+            samples, record = _process(i, prep, engine, n_feat, scfg, prep.dynamics, progress, sched, frames_total,
+                                       centre_ids)
             parts.append(samples)
             file_records.append(record)
     finally:
@@ -286,11 +305,13 @@ def build_dataset(
             traj.close()
 
     n_total = sum(len(x) for p in parts for x in p.label)
-    if n_total == 0:
+    n_roles = sum(int((x >= 0).sum()) for p in parts for x in p.role)
+    if n_total == 0 or n_roles == 0:
         n_frames = sum(p.n_sampled for p in parts)
         raise InsufficientDataError(
-            f"no particle was labelled soft or hard at any of the {n_frames} sampled frames "
-            f"(p_c {dcfg.p_c:g}, p_hard {dcfg.p_hard:g}, persistence {dcfg.persistence} frames)",
+            f"no centre particle was labelled soft or hard at any of the {n_frames} sampled frames "
+            f"(p_c {dcfg.p_c:g}, p_hard {dcfg.p_hard:g}, persistence {prepared[0].dynamics.persistence} frames, "
+            f"hard rule {dcfg.hard_side})",
             paths[0] if len(paths) == 1 else None,
         )
 
@@ -302,9 +323,15 @@ def build_dataset(
     temps = np.concatenate(
         [np.full(sum(len(x) for x in p.label), prep.temperature) for p, prep in zip(parts, prepared)]
     )
+    dyn_conv = [p.dynamics.conventions() for p in prepared]
     conventions: dict[str, Any] = {
         "structure": scfg.conventions(),
-        "dynamics": dcfg.conventions(),
+        "dynamics": dyn_conv[0] if all(d == dyn_conv[0] for d in dyn_conv) else dyn_conv,
+        "species_names": list(scfg.species),
+        "centre_species": centres,
+        "population": "natural: every centre particle at the sampled frames"
+        + ("" if dcfg.natural_fraction == 1 else f" (a seeded subsample, fraction {dcfg.natural_fraction:g})")
+        + "; training set: soft and hard centre particles (role)",
         "group": f"file_index * {GROUP_STRIDE} + frame index (one group per file and sampled frame)",
         "positions": "structure functions on wrapped positions; p_hop on unwrapped positions",
         "temperatures": [prep.temperature for prep in prepared],
@@ -323,6 +350,8 @@ def build_dataset(
     ds = Dataset(
         features=features,
         label=cat("label", np.int8),
+        role=cat("role", np.int8),
+        natural=cat("natural", np.int8),
         temperature=temps,
         group=cat("group", np.int64),
         feature_names=list(scfg.feature_names()),
@@ -378,10 +407,10 @@ def _frame_task(shared, job) -> np.ndarray:
     Returns the ``(len(particles), n_features)`` float32 rows in the order of ``particles``.
     """
     ref, types, path, n_feat = shared
-    frame, lengths, pts, particles = job
+    frame, box, pts, particles = job
     engine = ref.get()
     try:
-        res = engine.compute(lengths, pts, types, query_indices=particles)
+        res = engine.compute(box, pts, types, query_indices=particles)
     except GlassDiagError as exc:
         if exc.path is not None:
             raise
@@ -399,7 +428,7 @@ def _frame_task(shared, job) -> np.ndarray:
 
 
 def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsConfig, progress, sched=None,
-             frames_total=None):
+             frames_total=None, centre_ids=None):
     from diag.parallel import as_scheduler
 
     sched = as_scheduler(sched)
@@ -407,9 +436,9 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
     path = traj.path
     n = traj.n_particles
     h = dcfg.half
-    last_centre = traj.n_frames - 1 - h
+    last_sampled = dcfg.last_frame(traj.n_frames)
     types = prep.type_map[traj.types]
-    cutoff = getattr(scfg, "cutoff", None)
+    is_centre = np.isin(types, centre_ids) if centre_ids is not None else np.ones(n, dtype=bool)
     labeller = HopLabeller(n, dcfg)
     unwrap = Unwrapper(traj.unwrap_method, path)
     pending: dict[int, tuple] = {}
@@ -433,6 +462,8 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
         for (fl, _, _), feats in zip(waiting, rows):
             out.features.append(feats)
             out.label.append(fl.label)
+            out.role.append(fl.role)
+            out.natural.append(fl.natural)
             out.p_hop.append(fl.p_hop)
             out.group.append(np.full(fl.particles.size, file_index * GROUP_STRIDE + fl.frame, dtype=np.int64))
             out.species.append(types[fl.particles].astype(np.int32))
@@ -445,24 +476,31 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
         for fl in labels:
             box, pos = pending.pop(fl.frame)
             out.n_sampled += 1
-            if fl.particles.size == 0:
-                continue
             if not np.isfinite(fl.p_hop).all():
                 raise DataError(
                     f"frame {fl.frame}: p_hop is not finite (positions too large for floating point?)", path
                 )
-            _check_box(box, cutoff, path, fl.frame)
+            natural = is_centre.copy()
+            if dcfg.natural_fraction < 1:
+                # seeded per file and frame: the subsample does not depend on the schedule
+                rng = np.random.default_rng([dcfg.natural_seed, file_index, fl.frame])
+                natural &= rng.random(n) < dcfg.natural_fraction
+            keep = natural | (is_centre & (fl.role >= 0))
+            fl = fl.select(keep)
+            fl.natural = natural[keep].astype(np.int8)
+            if fl.particles.size == 0:
+                continue
             pts = box.centred(pos)
             if pts.shape[1] == 2:
                 pts = np.column_stack([pts, np.zeros(n)])
-            waiting.append((fl, box.lengths, pts))
+            waiting.append((fl, _engine_box(box), pts))
             if len(waiting) >= batch:
                 flush()
 
     for frame in traj:
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite p_hop is an error in handle()
             u = unwrap(frame)
-            if dcfg.is_sampled(frame.index) and frame.index <= last_centre:
+            if dcfg.is_sampled(frame.index) and frame.index <= last_sampled:
                 pending[frame.index] = (frame.box, frame.positions)
             labels = labeller.push(u)
         handle(labels)
@@ -486,9 +524,14 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
         "unwrap": traj.unwrap_method,
         "frame_interval_steps": dt_steps,
         "frame_interval_time": dt_time,
+        "window_frames": dcfg.window,
+        "persistence_frames": dcfg.persistence,
+        "every_frames": dcfg.every,
         "window_steps": None if dt_steps is None else dt_steps * dcfg.window,
         "window_time": None if dt_time is None else dt_time * dcfg.window,
         "n_sampled_frames": out.n_sampled,
+        "n_natural": int(sum(int(a.sum()) for a in out.natural)),
+        "n_natural_rearranging": int(sum(int((r[m == 1]).sum()) for r, m in zip(out.label, out.natural))),
         "n_soft": n_soft,
         "n_hard": n_hard,
         "max_p_hop": labeller.max_p_hop,

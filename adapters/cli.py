@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from diag.argtypes import positive_float as _positive_float, positive_int as _positive_int
+from diag.argtypes import nonneg_int as _nonneg_int, positive_float as _positive_float, positive_int as _positive_int
 from diag.errors import UsageError
 
 from .readers import available_formats
@@ -42,12 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="temperature of each file, in order, placed after the files (overrides the files; "
         "required when a file has none)",
     )
+    add_label_arguments(p)
     p.add_argument(
-        "--every",
-        type=_positive_int,
-        default=None,
-        metavar="K",
-        help="frames between sampled frames (default: window + 1, so p_hop windows do not overlap)",
+        "--species", nargs="+", metavar="NAME", default=None,
+        help="centre species: the particles described as samples (default: every species; neighbours are always "
+        "every species)",
     )
     p.add_argument(
         "--config",
@@ -68,6 +67,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="where the frames' structure functions are computed: serial, processes (default: local "
         "processes when the job is large enough to gain from them; processes:N for N), or a dask scheduler "
         "address tcp://HOST:PORT (pip install 'glass-diag[dask]'); the dataset does not depend on it",
+    )
+
+
+def add_label_arguments(p) -> None:
+    """The rearrangement-label options (windows in frames or in time), shared with ``diag audit``."""
+    p.add_argument("--every", type=_positive_int, default=None, metavar="K",
+                   help="frames between sampled frames (default: window + 1, so p_hop windows do not overlap)")
+    p.add_argument("--window", type=_positive_int, default=None, metavar="W",
+                   help="p_hop window t_R in frames, even (default: 10 time units when frames carry times, else 10)")
+    p.add_argument("--window-time", type=_positive_float, default=None, metavar="TIME",
+                   help="p_hop window t_R in the trajectory's time units (about 10 tau for Kob-Andersen)")
+    p.add_argument("--persistence", type=_nonneg_int, default=None, metavar="P",
+                   help="hard: p_hop < p_hard over the frames [t - P, t + P] (default P = window)")
+    p.add_argument("--persistence-time", type=_positive_float, default=None, metavar="TIME",
+                   help="the hard-label persistence in time units")
+    p.add_argument("--hard-side", choices=("both", "before"), default=None,
+                   help="hard rule quiet before and after the frame (both, default) or only before it")
+    p.add_argument("--p-c", type=_positive_float, default=None, metavar="PC",
+                   help="soft / natural R = 1 threshold on p_hop (default 0.2, length^2)")
+    p.add_argument("--natural-fraction", type=_fraction, default=None, metavar="F",
+                   help="keep a seeded fraction F of the natural population (large systems; soft and hard "
+                   "particles are always kept; default 1)")
+
+
+def _fraction(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < x <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return x
+
+
+def config_from_args(args, species: list[str] | None = None):
+    """The features configuration: the --config file, then the command-line overrides."""
+    from .config import load_config
+
+    if args.window is not None and args.window % 2:
+        raise UsageError(f"--window must be an even number of frames, got {args.window}")
+    if args.window is not None and args.window_time is not None:
+        raise UsageError("give --window (frames) or --window-time (time), not both")
+    if args.persistence is not None and args.persistence_time is not None:
+        raise UsageError("give --persistence (frames) or --persistence-time (time), not both")
+    return load_config(args.config).with_overrides(
+        species=species, every=args.every, window=args.window, window_time=args.window_time,
+        persistence=args.persistence, persistence_time=args.persistence_time, hard_side=args.hard_side,
+        p_c=args.p_c, natural_fraction=args.natural_fraction,
     )
 
 
@@ -208,12 +255,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, interrupts: _RememberedInterrupts) -> int:
     from .build import build_dataset
-    from .config import load_config
 
     paths = [os.fspath(p) for p in args.trajectories]
     output = os.fspath(args.output)
     check_output(output, [*paths, args.config], args.force)
-    config = load_config(args.config).with_every(args.every)
+    config = config_from_args(args, species=args.species)
     _preload()  # after the quick checks of the request
     show = not args.quiet and sys.stderr.isatty()
     from diag.parallel import Scheduler
@@ -229,11 +275,12 @@ def _run(args: argparse.Namespace, interrupts: _RememberedInterrupts) -> int:
         )
     interrupts.check()  # an interrupt that Python dropped: publish nothing
     written = ds.write(output, overwrite=args.force)
-    n_soft = int(ds.label.sum())
+    nat = ds.natural == 1
     n_frames = len(set(ds.group.tolist()))
     temps = ", ".join(f"{t:g}" for t in ds.temperatures)
     print(
-        f"wrote {written}: {ds.n_samples} samples ({n_soft} soft, {ds.n_samples - n_soft} hard) x "
-        f"{ds.n_features} features from {n_frames} frames of {len(paths)} file(s) at T = {temps}"
+        f"wrote {written}: {ds.n_samples} samples x {ds.n_features} features from {n_frames} frames of "
+        f"{len(paths)} file(s) at T = {temps}; natural population {int(nat.sum())} ({int(ds.label[nat].sum())} "
+        f"with R = 1), training set {int((ds.role == 1).sum())} soft, {int((ds.role == 0).sum())} hard"
     )
     return 0

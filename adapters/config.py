@@ -6,19 +6,26 @@ Every section and key is optional::
       "structure": { ... },          # adapters.structure.StructureConfig.from_dict
                                      # (default: StructureConfig.kob_andersen())
       "dynamics": {                  # adapters.dynamics.DynamicsConfig
-        "window": 10,                # t_R in frames (even)
-        "p_c": 0.2,                  # soft: p_hop > p_c
+        "window": 20,                # t_R in frames (even), or
+        "window_time": 10.0,         #   in time units (default 10 when frames carry times)
+        "p_c": 0.2,                  # soft and natural R = 1: p_hop > p_c
         "p_hard": 0.05,              # hard: p_hop < p_hard ...
-        "persistence": 10,           # ... for the frames [t - persistence, t]
-        "every": 11                  # spacing of sampled frames
+        "persistence": 20,           # ... for the frames [t - P, t + P] (or persistence_time)
+        "hard_side": "both",         # or "before": [t - P, t]
+        "every": 21,                 # spacing of sampled frames
+        "natural_fraction": 1.0,     # subsample of the natural population (seeded)
+        "natural_seed": 0
       },
       "input": {
         "species_map": {"1": "A", "2": "B"},   # file species name -> structure species
-        "h5md_group": "all"                     # H5MD particle group to read
+        "h5md_group": "all",                    # H5MD particle group to read
+        "centre_species": ["A"]                 # which particles are centres (default: all)
       }
     }
 
-``--every`` on the command line overrides ``dynamics.every``.
+Command-line options (``--every``, ``--window``, ``--window-time``, ``--persistence``,
+``--persistence-time``, ``--p-c``, ``--hard-side``, ``--natural-fraction``, ``--species``)
+override the file.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from diag.errors import UsageError
 from .dynamics import DynamicsConfig
 
 _SECTIONS = ("structure", "dynamics", "input")
-_INPUT_KEYS = ("species_map", "h5md_group")
+_INPUT_KEYS = ("species_map", "h5md_group", "centre_species")
 _MAX_CONFIG_BYTES = 16 * 2**20
 
 
@@ -52,6 +59,9 @@ class FeaturesConfig:
         species name of the structure configuration.
     h5md_group : str, optional
         Particle group of H5MD files.
+    centre_species : list of str, optional
+        Structure species whose particles are centres (samples); neighbours are always
+        every species. Default: every species.
     source : str, optional
         The file the configuration came from, for messages.
     """
@@ -60,6 +70,7 @@ class FeaturesConfig:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     species_map: dict[str, str] | None = None
     h5md_group: str | None = None
+    centre_species: list[str] | None = None
     source: str | None = None
 
     def structure_config(self):
@@ -71,14 +82,19 @@ class FeaturesConfig:
         return self.structure
 
     def with_every(self, every: int | None) -> "FeaturesConfig":
-        if every is None:
-            return self
-        d = self.dynamics.to_dict()
-        d["every"] = every
-        return replace(self, dynamics=DynamicsConfig(**d))
+        return self.with_overrides(every=every)
+
+    def with_overrides(self, *, species: list[str] | None = None, **dynamics) -> "FeaturesConfig":
+        """A copy with command-line overrides: centre species and dynamics settings (None: keep)."""
+        out = self
+        if any(v is not None for v in dynamics.values()):
+            out = replace(out, dynamics=self.dynamics.replace(**dynamics))
+        if species:
+            out = replace(out, centre_species=[str(x) for x in species])
+        return out
 
     def input_dict(self) -> dict[str, Any]:
-        return {"species_map": self.species_map, "h5md_group": self.h5md_group}
+        return {"species_map": self.species_map, "h5md_group": self.h5md_group, "centre_species": self.centre_species}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,7 +139,14 @@ class FeaturesConfig:
         group = inp.get("h5md_group")
         if group is not None and not isinstance(group, str):
             raise UsageError("input.h5md_group must be a string", source)
-        return cls(structure=structure, dynamics=dyn, species_map=smap, h5md_group=group, source=source)
+        centres = inp.get("centre_species")
+        if centres is not None:
+            if isinstance(centres, str):
+                centres = [centres]
+            if not isinstance(centres, list) or not centres or not all(isinstance(c, str) for c in centres):
+                raise UsageError("input.centre_species must be a list of species names", source)
+        return cls(structure=structure, dynamics=dyn, species_map=smap, h5md_group=group,
+                   centre_species=centres, source=source)
 
 
 def load_config(path: str | os.PathLike | None) -> FeaturesConfig:

@@ -417,6 +417,7 @@ class FrameLabels:
     label: np.ndarray
     p_hop: np.ndarray
     role: np.ndarray | None = None
+    natural: np.ndarray | None = None  # set by the dataset builder: 1 for the natural population
 
     def __post_init__(self) -> None:
         if self.role is None:
@@ -432,7 +433,8 @@ class FrameLabels:
 
     def select(self, keep: np.ndarray) -> "FrameLabels":
         """The labels of a subset of the particles (boolean mask or positions)."""
-        return FrameLabels(self.frame, self.particles[keep], self.label[keep], self.p_hop[keep], self.role[keep])
+        return FrameLabels(self.frame, self.particles[keep], self.label[keep], self.p_hop[keep], self.role[keep],
+                           None if self.natural is None else self.natural[keep])
 
 
 class HopLabeller:

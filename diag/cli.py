@@ -175,7 +175,9 @@ def _add_audit(sub) -> None:
     g = p.add_argument_group("trajectory input (when DATA are trajectories; see docs/adapters.md)")
     g.add_argument("--temperature", type=_positive_float, nargs="+", action="extend", metavar="T", default=None,
                    help="temperature of each trajectory, in order, placed after the files")
-    g.add_argument("--every", type=_positive_int, default=None, metavar="K", help="frames between sampled frames")
+    from adapters.cli import add_label_arguments
+
+    add_label_arguments(g)
     g.add_argument("--config", metavar="FILE", default=None, help="JSON features config (structure, dynamics, input)")
     g.add_argument("--format", default="auto", help="trajectory format: auto, h5md, gsd, lammps, xyz")
     g.add_argument("--save-features", metavar="OUT.h5", default=None, help="keep the dataset built from the trajectories")
@@ -273,21 +275,25 @@ def _load_or_build(args, inputs: list[str], progress, log, scheduler=None):
 
     kinds = [is_dataset_file(p) for p in inputs]
     if len(inputs) == 1 and kinds[0]:
-        if args.save_features or args.temperature or args.config or args.every:
-            raise UsageError("--save-features, --temperature, --config and --every apply to trajectory input only")
+        traj_only = ("save_features", "temperature", "config", "every", "window", "window_time", "persistence",
+                     "persistence_time", "hard_side", "p_c", "natural_fraction")
+        given = [k for k in traj_only if getattr(args, k, None)]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} applies to trajectory input only, not to a dataset file")
         return read_dataset(inputs[0])
     if any(kinds):
         first = inputs[kinds.index(True)]
         raise UsageError("give one dataset file, or trajectory files, not both", first)
     _refuse_foreign_hdf5(inputs)
     from adapters.build import build_dataset
-    from adapters.config import load_config
+    from adapters.cli import config_from_args
 
     from .atomic import check_output_path
 
     if args.save_features:
         check_output_path(args.save_features, overwrite=args.force)
-    config = load_config(args.config).with_every(args.every)
+    species = None if not args.species or "all" in args.species else args.species
+    config = config_from_args(args, species=species)
     ds = build_dataset(
         inputs,
         temperatures=args.temperature,

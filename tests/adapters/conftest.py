@@ -61,6 +61,9 @@ class StubStructureFunctions:
 
     def compute(self, box, points, types, query_indices=None):
         L = np.asarray(box, dtype=np.float64)
+        if L.size == 6:  # freud's (Lx, Ly, Lz, xy, xz, yz): the stub knows orthorhombic boxes only
+            assert not L[3:].any(), "the stub structure functions take orthorhombic boxes"
+            L = L[:2] if L[2] == 0 else L[:3]
         pts = np.asarray(points, dtype=np.float64)
         assert pts.ndim == 2 and pts.shape[1] == 3, "points must be (N, 3)"
         d = len(L)

@@ -13,7 +13,7 @@ from diag.errors import DataError, InsufficientDataError, UsageError
 from .conftest import StubStructureConfig, StubStructureFunctions
 from .writers import EXT, make_synthetic, write, write_lammps, write_xyz
 
-DYN = DynamicsConfig(window=4, persistence=4, every=5)  # sampled frames 6, 11, 16, 21
+DYN = DynamicsConfig(window=4, persistence=4, every=5, hard_side="before")  # sampled frames 6, 11, 16, 21
 HOPPER, HOP_FRAME = 5, 11
 
 
@@ -47,7 +47,8 @@ def test_planted_hop_is_soft_at_the_right_frame(tmp_path, stub_structure, fmt, d
     # the file's particle ids: LAMMPS ids are 1-based, the other formats use the index
     pid = HOPPER + 1 if fmt == "lammps" else HOPPER
     drift = syn.drifter + 1 if fmt == "lammps" else syn.drifter
-    soft = {(int(g), int(p)) for g, p, r in zip(frames, ds.particle, ds.label) if r == 1}
+    soft = {(int(g), int(p)) for g, p, r in zip(frames, ds.particle, ds.role) if r == 1}
+    np.testing.assert_array_equal(ds.label, (ds.role == 1).astype(np.int8))  # soft <=> natural R = 1
     assert (HOP_FRAME, pid) in soft
     assert {p for g, p in soft if p != drift} == {pid}
     assert {g for g, p in soft if p == pid} == {HOP_FRAME}
@@ -55,12 +56,15 @@ def test_planted_hop_is_soft_at_the_right_frame(tmp_path, stub_structure, fmt, d
     # hop by 0.9 at the centre of a W = 4 window: p_hop = 0.81 (2/3)^1.5 plus a little noise
     k = np.flatnonzero((frames == HOP_FRAME) & (ds.particle == pid))[0]
     assert ds.p_hop[k] == pytest.approx(0.81 * (2 / 3) ** 1.5, rel=0.1)
-    # every other particle is hard, except the hopper while the hop is in its persistence window
+    # every particle is in the natural population at every sampled frame; every one is soft
+    # or hard, except the hopper while the hop is in its persistence window (neither)
+    assert (ds.natural == 1).all()
     for t in (6, 11, 16, 21):
         m = frames == t
-        expected = syn.n - (1 if t == 16 else 0)
-        assert m.sum() == expected, t
-    assert pid not in ds.particle[frames == 16]
+        assert m.sum() == syn.n, t
+        assert (ds.role[m] >= 0).sum() == syn.n - (1 if t == 16 else 0), t
+    k16 = np.flatnonzero((frames == 16) & (ds.particle == pid))[0]
+    assert ds.role[k16] == -1 and ds.label[k16] == 0
     assert np.isfinite(ds.features).all() and ds.features.shape == (ds.n_samples, 8)
     assert (ds.temperature == 0.45).all()
     # species are structure ids; B is every 5th particle from 2
@@ -73,7 +77,7 @@ def test_planted_hop_is_soft_at_the_right_frame(tmp_path, stub_structure, fmt, d
     pts = np.column_stack([cen, np.zeros(syn.n)]) if dim == 2 else cen
     want = ref.compute(tuple(syn.lengths), pts, syn.typeid, query_indices=idx[m]).features
     np.testing.assert_allclose(ds.features[m], want, atol=2e-3 if fmt == "gsd" else 1e-5)
-    # only labelled particles are described, one call per labelled frame
+    # every natural sample is described, one call per sampled frame
     calls = stub_structure.instances[-1].calls
     assert len(calls) == 4 and sum(c.query.size for c in calls) == ds.n_samples
 
@@ -87,6 +91,9 @@ def test_conventions_and_provenance_are_recorded(tmp_path, stub_structure):
     assert c["structure"]["stub"] is True
     d = c["dynamics"]
     assert (d["window_frames"], d["p_c"], d["p_hard"], d["persistence_frames"], d["every_frames"]) == (4, 0.2, 0.05, 4, 5)
+    assert d["hard_side"] == "before" and d["frame_interval_time"] == pytest.approx(0.25)
+    assert d["window_time"] == pytest.approx(1.0) and d["natural_fraction"] == 1.0
+    assert c["species_names"] == ["A", "B"] and c["centre_species"] == ["A", "B"]
     assert "A = frames [t - W/2, t]" in d["p_hop"]
     rec = c["trajectories"][0]
     assert rec["file"] == str(path) and rec["format"] == "xyz" and rec["unwrap"] == "minimum-image"
@@ -94,7 +101,8 @@ def test_conventions_and_provenance_are_recorded(tmp_path, stub_structure):
     assert rec["frame_interval_steps"] == 50 and rec["window_steps"] == 200
     assert rec["frame_interval_time"] == pytest.approx(0.25) and rec["window_time"] == pytest.approx(1.0)
     assert rec["species_map"] == {"A": "A", "B": "B"} and 0 < rec["max_step_fraction"] < 0.5
-    assert rec["n_sampled_frames"] == 4 and rec["n_soft"] == int(ds.label.sum())
+    assert rec["n_sampled_frames"] == 4 and rec["n_soft"] == int((ds.role == 1).sum())
+    assert rec["n_natural"] == ds.n_samples and rec["n_natural_rearranging"] == int(ds.label.sum())
     assert c["temperatures"] == [0.5]
     p = ds.provenance
     assert p["generator"] == "glass-diag features" and p["version"]
@@ -181,12 +189,39 @@ def test_fewer_frames_than_the_window(tmp_path, stub_structure):
     assert f"fewer frames ({DYN.min_frames - 1})" in msg and f"({DYN.min_frames} =" in msg
 
 
-def test_box_smaller_than_twice_the_cutoff(tmp_path, stub_structure):
-    path = tmp_path / "small.xyz"
-    write_xyz(path, planted(n_side=3))  # L = 3 < 2 * 1.6
-    with pytest.raises(DataError) as exc:
-        build_dataset([path], config=cfg())
-    assert "twice the structure cutoff" in one_line(exc, path)
+def test_box_smaller_than_twice_the_cutoff_is_computed(tmp_path, stub_structure):
+    # periodic images within the cutoff count (the engine's job); the builder no longer refuses
+    path = tmp_path / "small.h5"
+    write("h5md", path, planted(n_side=3))  # L = 3 < 2 * 1.6
+    ds = build_dataset([path], temperatures=[0.5], config=cfg())
+    assert ds.n_samples > 0 and np.isfinite(ds.features).all()
+
+
+def test_centre_species_and_natural_subsample(tmp_path, stub_structure):
+    syn = planted()
+    path = tmp_path / "t.h5"
+    write("h5md", path, syn)
+    full = build_dataset([path], temperatures=[0.5], config=cfg())
+    only_a = build_dataset([path], temperatures=[0.5], config=cfg(centre_species=["A"]))
+    a = full.species == 0
+    np.testing.assert_array_equal(only_a.particle, full.particle[a])
+    np.testing.assert_array_equal(only_a.features, full.features[a])  # neighbours are still every species
+    np.testing.assert_array_equal(only_a.role, full.role[a])
+    assert only_a.conventions["centre_species"] == ["A"]
+    # a seeded subsample of the natural population; soft and hard particles are always kept
+    dyn = DynamicsConfig(window=4, persistence=4, every=5, hard_side="before", natural_fraction=0.25, natural_seed=3)
+    sub = build_dataset([path], temperatures=[0.5], config=cfg(dynamics=dyn))
+    again = build_dataset([path], temperatures=[0.5], config=cfg(dynamics=dyn))
+    np.testing.assert_array_equal(sub.natural, again.natural)
+    nat = sub.natural == 1
+    assert 0.1 < nat.sum() / full.n_samples < 0.4
+    assert ((sub.role >= 0) | nat).all()  # every stored sample is natural or in the training set
+    assert (sub.role >= 0).sum() == (full.role >= 0).sum()
+    key = lambda d, m: {(int(g), int(p)) for g, p in zip(d.group[m], d.particle[m])}  # noqa: E731
+    assert key(sub, nat) <= key(full, full.natural == 1)
+    assert sub.conventions["dynamics"]["natural_fraction"] == 0.25
+    with pytest.raises(UsageError, match="--species C"):
+        build_dataset([path], temperatures=[0.5], config=cfg(centre_species=["C"]))
 
 
 def test_nothing_labelled_is_insufficient_data(tmp_path, stub_structure):
@@ -195,7 +230,7 @@ def test_nothing_labelled_is_insufficient_data(tmp_path, stub_structure):
     dyn = DynamicsConfig(window=4, persistence=4, every=5, p_c=100.0, p_hard=1e-12)
     with pytest.raises(InsufficientDataError) as exc:
         build_dataset([path], config=cfg(dynamics=dyn))
-    assert "no particle was labelled" in one_line(exc, path)
+    assert "no centre particle was labelled soft or hard" in one_line(exc, path)
 
 
 # ------------------------------------------------------------ end to end
