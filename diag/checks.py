@@ -33,8 +33,10 @@ from .selection import (
     _criterion_of,
     _note,
     _num,
+    _role,
     _scheduler_of,
     softness_of,
+    training_pool,
 )
 
 
@@ -51,27 +53,33 @@ class LearningCurvePoint:
 
 @dataclass
 class DeficitTest:
-    """Is the criterion still rising at the largest training size?
+    """Is the criterion still rising at the largest training size? Three answers.
 
     The points at the largest ``len(sizes_used)`` sizes (every repeat) are fitted by
     least squares to ``V(N) = V_inf - a / N`` (the asymptotic law of a direction error
-    ``~ d / N``). The remaining deficit at the largest size is ``a / N_max``; it is
-    reported relative to ``V_inf`` with a one-sided lower confidence bound (Student t,
-    ``n_points - 2`` dof).
+    ``~ d / N``). The remaining deficit at the largest size is ``a / N_max``, reported
+    relative to ``V_inf`` with a two-sided Student-t CI at ``level`` (``n_points - 2`` dof).
 
     Attributes
     ----------
     sizes_used : list of int
     v_inf : float
         Extrapolated asymptote.
-    deficit, deficit_lower : float
-        ``a / (N_max V_inf)`` and its one-sided lower bound at ``level``.
+    deficit, deficit_lower, deficit_upper : float
+        ``a / (N_max V_inf)`` and its CI.
     tol : float
+        Materiality: a missing fraction above it matters.
     level : float
     dof : int
+    answer : str
+        ``"rising"`` (the CI lies above ``tol``), ``"levelled"`` (below ``tol``) or
+        ``"cannot-tell"`` (it straddles ``tol``, or no dof are left for a CI).
     still_rising : bool
-        ``deficit_lower > tol``: significantly more than ``tol`` of the variance is
-        still missing at the largest size.
+        ``answer == "rising"``.
+    n_needed : float or None
+        Training samples per class at which the missing fraction would be below ``tol``
+        even at the upper end of its CI (``(a + t se) / (tol V_inf)``), when the answer is
+        not "levelled"; inf when the extrapolation has no upper end.
     """
 
     sizes_used: list[int]
@@ -82,6 +90,9 @@ class DeficitTest:
     level: float
     dof: int
     still_rising: bool
+    deficit_upper: float = float("nan")
+    answer: str = "cannot-tell"
+    n_needed: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -89,15 +100,18 @@ class DeficitTest:
             "v_inf": _num(self.v_inf),
             "deficit": _num(self.deficit),
             "deficit_lower": _num(self.deficit_lower),
+            "deficit_upper": _num(self.deficit_upper),
             "tol": _num(self.tol),
             "level": _num(self.level),
             "dof": int(self.dof),
+            "answer": self.answer,
             "still_rising": bool(self.still_rising),
+            "n_needed": _num(self.n_needed),
         }
 
 
-def deficit_test(n: np.ndarray, v: np.ndarray, tol: float = 0.02, n_tail: int = 3, level: float = 0.95) -> DeficitTest:
-    """The "still rising" rule of the learning curve (see :class:`DeficitTest`).
+def deficit_test(n: np.ndarray, v: np.ndarray, tol: float = 0.06, n_tail: int = 3, level: float = 0.95) -> DeficitTest:
+    """The three-way rule of the learning curve (see :class:`DeficitTest`).
 
     Parameters
     ----------
@@ -106,11 +120,11 @@ def deficit_test(n: np.ndarray, v: np.ndarray, tol: float = 0.02, n_tail: int = 
     v : ndarray, shape (m,)
         Criterion of each point (NaN points are ignored).
     tol : float
-        Relative deficit above which the curve counts as still rising.
+        Relative deficit that matters.
     n_tail : int
         Number of largest distinct sizes fitted.
     level : float
-        One-sided confidence level of the lower bound.
+        Two-sided confidence level of the CI of the deficit.
     """
     n = np.asarray(n, dtype=float)
     v = np.asarray(v, dtype=float)
@@ -128,19 +142,31 @@ def deficit_test(n: np.ndarray, v: np.ndarray, tol: float = 0.02, n_tail: int = 
     v_inf = float(y.mean() - slope * x.mean())
     a = -slope
     dof = int(x.size - 2)
-    if dof > 0:
-        resid = y - (v_inf + slope * x)
-        se_a = float(np.sqrt(resid @ resid / dof / sxx))
-        tq = float(stats.t.ppf(level, dof))
-    else:
-        se_a, tq = 0.0, 0.0
     n_max = float(used[-1])
     scale = abs(v_inf) if v_inf != 0 else 1.0
     deficit = a / n_max / scale
-    lower = (a - tq * se_a) / n_max / scale
+    if dof > 0:
+        resid = y - (v_inf + slope * x)
+        se_a = float(np.sqrt(resid @ resid / dof / sxx))
+        tq = float(stats.t.ppf(0.5 + level / 2, dof))
+        lower = (a - tq * se_a) / n_max / scale
+        upper = (a + tq * se_a) / n_max / scale
+        if lower > tol:
+            answer = "rising"
+        elif upper < tol:
+            answer = "levelled"
+        else:
+            answer = "cannot-tell"
+        a_hi = a + tq * se_a
+    else:  # two points, no residual: no CI, no decision
+        lower, upper, answer, a_hi = -np.inf, np.inf, "cannot-tell", np.inf
+    n_needed = None
+    if answer != "levelled":
+        n_needed = float(a_hi / (tol * scale)) if np.isfinite(a_hi) and v_inf > 0 else float("inf")
     return DeficitTest(
         sizes_used=[int(s) for s in used], v_inf=v_inf, deficit=float(deficit), deficit_lower=float(lower),
-        tol=float(tol), level=float(level), dof=dof, still_rising=bool(lower > tol),
+        tol=float(tol), level=float(level), dof=dof, still_rising=answer == "rising",
+        deficit_upper=float(upper), answer=answer, n_needed=n_needed,
     )
 
 
@@ -159,7 +185,7 @@ class LearningCurve:
     test : DeficitTest or None
     still_rising : bool
     verdict : str
-        One plain-language sentence.
+        One plain-language sentence (written by :mod:`diag.verdict`).
     """
 
     points: list[LearningCurvePoint]
@@ -170,6 +196,11 @@ class LearningCurve:
     still_rising: bool
     verdict: str
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def answer(self) -> str:
+        """"rising", "levelled" or "cannot-tell" (:class:`DeficitTest`)."""
+        return "cannot-tell" if self.test is None else self.test.answer
 
     def summary(self) -> list[dict]:
         """Per size: mean and standard deviation over repeats of each quantity."""
@@ -205,6 +236,7 @@ class LearningCurve:
                         **p.evaluation.to_dict()} for p in self.points],
             "test": None if self.test is None else self.test.to_dict(),
             "still_rising": bool(self.still_rising),
+            "answer": self.answer,
             "verdict": self.verdict,
             "warnings": list(self.warnings),
         }
@@ -223,9 +255,7 @@ def default_sizes(n_max: int, n_sizes: int = 6, min_size: int = 100) -> list[int
 
 
 def _training_pool(ds: Dataset, split: Split) -> tuple[np.ndarray, np.ndarray]:
-    at_train = np.flatnonzero(_at(ds.temperature, split.train_temperature))
-    pool = np.setdiff1d(at_train, split.test, assume_unique=True)
-    return pool[ds.label[pool] == 1], pool[ds.label[pool] == 0]
+    return training_pool(ds, split)
 
 
 def learning_curve(
@@ -275,6 +305,7 @@ def learning_curve(
         raise InsufficientDataError("no learning-curve size fits in the training groups")
     seqs = np.random.SeedSequence([seed, 0x1C]).spawn(len(sizes) * sel.lc_repeats)
     X = ds.features
+    y_train = _role(ds)
     X_held = X[held.rows]
     # a size taking the whole rarer class: repeats would share it, so they are not independent
     n_rep = {s: (1 if s >= min(pos.size, neg.size) else sel.lc_repeats) for s in sizes}
@@ -283,7 +314,7 @@ def learning_curve(
         for r in range(n_rep[s]):
             rng = np.random.default_rng(seqs[i * sel.lc_repeats + r])
             idx = np.sort(np.concatenate([rng.choice(pos, s, replace=False), rng.choice(neg, s, replace=False)]))
-            tasks.append((int(s), r, X[idx], ds.label[idx]))
+            tasks.append((int(s), r, X[idx], y_train[idx]))
     # largest first (they take longest), so that no worker is left with a big task at the end
     points: list[LearningCurvePoint] = _scheduler_of(scheduler, sel).map(
         _lc_task, tasks[::-1], shared=(held, X_held, options.C, options.svm_tol),
@@ -299,9 +330,12 @@ def learning_curve(
         )
     except InsufficientDataError as exc:
         warn.append(f"learning curve: {exc.message}")
-    verdict = _lc_verdict(test, criterion, sizes)
-    return LearningCurve(points, sizes, sel.lc_repeats, criterion, test, bool(test is not None and test.still_rising),
-                         verdict, warn)
+    lc = LearningCurve(points, sizes, sel.lc_repeats, criterion, test, bool(test is not None and test.still_rising),
+                       "", warn)
+    from .verdict import describe_learning_curve
+
+    lc.verdict = describe_learning_curve(lc)
+    return lc
 
 
 def _lc_task(shared, task) -> LearningCurvePoint:
@@ -314,22 +348,6 @@ def _lc_task(shared, task) -> LearningCurvePoint:
     res = fit_hinge(tr.Z, tr.y, C, tol=tol)
     ev = held.evaluate(softness_of(held.standardised(X_held, tr.mean, tr.scale), res.coef, res.intercept))
     return LearningCurvePoint(int(s), r, ev, bool(res.converged))
-
-
-def _lc_verdict(test: DeficitTest | None, criterion: str, sizes: list[int]) -> str:
-    crit = "Var(E_inf)" if criterion == "variance" else "Var(log P)"
-    if test is None:
-        return f"learning curve: too few usable sizes to tell whether {crit} has converged"
-    if test.still_rising:
-        return (
-            f"learning curve: {crit} is still rising at {sizes[-1]} per class (about {test.deficit:.0%} of its "
-            f"extrapolated value still missing, at least {test.deficit_lower:.0%}): the barriers are probably "
-            "biased low; more training data would help"
-        )
-    return (
-        f"learning curve: {crit} has levelled off at {sizes[-1]} per class (missing {max(test.deficit, 0):.1%} "
-        f"of its extrapolated value, not significantly more than {test.tol:.0%}): the training set is large enough"
-    )
 
 
 # =========================================================================== C sweep
@@ -355,10 +373,16 @@ class CSweep:
         C with the largest criterion.
     audit_C : float
     flag : bool
-        The audit's C gives a criterion below the lower CI bound of the best C's.
+        The best C is better than the audit's. With an untouched comparison
+        (:meth:`set_untouched`, what :func:`diag.selection.run_selection` does): its answer
+        is "better". Without: the audit's C gives a criterion below the lower CI bound of
+        the best C's on the same held-out data (optimistic: the best is chosen there).
     at_edge : bool
         The best C is the smallest or the largest of the grid (extend the grid).
     verdict : str
+        One sentence (written by :mod:`diag.verdict`).
+    untouched : diag.nested.PairedComparison or None
+        The best C against the audit's C on groups the choice did not see.
     """
 
     points: list[CSweepPoint]
@@ -369,6 +393,22 @@ class CSweep:
     flag: bool
     at_edge: bool
     verdict: str
+    untouched: object = None
+
+    @property
+    def answer(self) -> str:
+        """"better", "no-better" or "cannot-tell" (untouched comparison; else from ``flag``)."""
+        if self.untouched is not None:
+            return self.untouched.answer
+        return "better" if self.flag else "cannot-tell"
+
+    def set_untouched(self, cmp) -> None:
+        """Attach the untouched comparison of the best C with the audit's; it decides ``flag``."""
+        from .verdict import describe_c_sweep
+
+        self.untouched = cmp
+        self.flag = cmp.answer == "better"
+        self.verdict = describe_c_sweep(self)
 
     def to_dict(self) -> dict:
         return {
@@ -379,6 +419,7 @@ class CSweep:
             "audit_C": _num(self.audit_C),
             "n_train": int(self.n_train),
             "flag": bool(self.flag),
+            "answer": self.answer,
             "at_edge": bool(self.at_edge),
             "verdict": self.verdict,
         }
@@ -417,7 +458,7 @@ def c_sweep(
     held = heldout or HeldOut(ds, split, options, sel.eval_n_draws, sel.eval_max_per_temperature, sel.eval_n_boot, seed)
     n_train = int(split.train.size)
     grid = sorted({float(c) for c in sel.c_grid}) if sel.c_grid else c_grid(n_train, options.C, sel.c_grid_relative)
-    tr = TrainSet.from_rows(ds.features[split.train], ds.label[split.train])
+    tr = TrainSet.from_rows(ds.features[split.train], _role(ds)[split.train])
     Zh = held.standardised(ds.features[held.rows], tr.mean, tr.scale)
     # largest C first (the slowest fits), results back in grid order
     points: list[CSweepPoint] = _scheduler_of(scheduler, sel).map(
@@ -437,8 +478,11 @@ def c_sweep(
         if audit_pt is not None and audit_pt is not best and ci is not None:
             v = audit_pt.evaluation.score(criterion)
             flag = bool(not np.isfinite(v) or v < ci[0])
-    verdict = _cs_verdict(points, criterion, best, audit_pt, flag, at_edge, options.C)
-    return CSweep(points, criterion, None if best is None else best.C, float(options.C), n_train, flag, at_edge, verdict)
+    out = CSweep(points, criterion, None if best is None else best.C, float(options.C), n_train, flag, at_edge, "")
+    from .verdict import describe_c_sweep
+
+    out.verdict = describe_c_sweep(out)
+    return out
 
 
 def _cs_task(shared, C: float) -> CSweepPoint:
@@ -449,25 +493,6 @@ def _cs_task(shared, C: float) -> CSweepPoint:
     res = fit_hinge(Z, y, C, tol=tol, max_iter=500)
     ev = held.evaluate(softness_of(Zh, res.coef, res.intercept))
     return CSweepPoint(C, C * n_train, ev, bool(res.converged))
-
-
-def _cs_verdict(points, criterion, best, audit_pt, flag, at_edge, audit_C) -> str:
-    crit = "Var(E_inf)" if criterion == "variance" else "Var(log P)"
-    if best is None:
-        return f"C sweep: no C gives a usable {crit}"
-    vb = best.evaluation.score(criterion)
-    msg = f"C sweep: C = {best.C:.3g} (C n_train = {best.C_n_train:.3g}) gives the largest {crit} ({vb:.3g})"
-    if audit_pt is not None:
-        va = audit_pt.evaluation.score(criterion)
-        if flag:
-            lost = (vb - va) / abs(vb) if np.isfinite(va) else 1.0
-            msg += (f"; the audit's C = {audit_C:.3g} loses {lost:.0%} of it (outside the CI): "
-                    f"consider C = {best.C:.3g}")
-        else:
-            msg += f"; the audit's C = {audit_C:.3g} is within its CI"
-    if at_edge:
-        msg += "; the maximum is at the edge of the grid: extend the grid"
-    return msg
 
 
 __all__ = [

@@ -87,8 +87,10 @@ class SelectionOptions:
         from ``lc_min_size`` to the audit's training size.
     lc_n_sizes, lc_min_size, lc_repeats : int
     lc_deficit_tol : float
-        "Still rising" threshold: the fraction of the extrapolated variance still missing
-        at the largest training size (:func:`diag.checks.deficit_test`).
+        Materiality of the learning curve: the fraction of the extrapolated variance still
+        missing at the largest training size that matters (default 0.06, about 3% of the
+        barrier scale). "Rising" when the CI of the missing fraction lies above it,
+        "levelled" when below, "cannot tell" otherwise (:func:`diag.checks.deficit_test`).
     c_sweep : bool
     c_grid : tuple of float or None
         C values; default ``C = c / n_train`` for ``c`` in ``c_grid_relative`` plus the
@@ -104,6 +106,16 @@ class SelectionOptions:
         Group-bootstrap replicates of each candidate's accuracy CI.
     seed : int or None
         Seeds the folds, subsamples and draws; default: the audit's seed.
+    nested : bool
+        Choose on part of the held-out groups and compare the choices with their baselines
+        on the rest, untouched by every choice (:mod:`diag.nested`). False: choose and
+        compare on the same held-out data (a "better" then counts only as "cannot tell").
+    outer_fraction : float
+        Fraction of each temperature's held-out groups kept untouched (default 0.5).
+    min_scale_gain : float
+        Materiality of every comparison: a chosen candidate is "better" only when the
+        lower CI bound of its barrier-scale gain ``sqrt(Var_c / Var_b) - 1`` exceeds it,
+        "no better" when the upper bound is below it (default 0.03).
     scheduler : diag.parallel.Scheduler or None
         Where the independent fits and evaluations run (None: serially, in this process).
         Every task is seeded by itself, so the results do not depend on it
@@ -124,7 +136,7 @@ class SelectionOptions:
     lc_n_sizes: int = 6
     lc_min_size: int = 100
     lc_repeats: int = 3
-    lc_deficit_tol: float = 0.02
+    lc_deficit_tol: float = 0.06
     c_sweep: bool = True
     c_grid: tuple[float, ...] | None = None
     c_grid_relative: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
@@ -132,6 +144,9 @@ class SelectionOptions:
     eval_max_per_temperature: int | None = 10_000
     eval_n_boot: int = 200
     seed: int | None = None
+    nested: bool = True
+    outer_fraction: float = 0.5
+    min_scale_gain: float = 0.03
     scheduler: Any = field(default=None, repr=False, compare=False)
 
     def validate(self) -> "SelectionOptions":
@@ -153,6 +168,12 @@ class SelectionOptions:
             raise UsageError("learning-curve sizes: at least two sizes, each >= 2 per class")
         if self.c_grid is not None and (len(self.c_grid) < 1 or not all(c > 0 and np.isfinite(c) for c in self.c_grid)):
             raise UsageError("the C grid must hold positive finite values")
+        if not 0 < self.outer_fraction < 1:
+            raise UsageError(f"outer_fraction must be in (0, 1), got {self.outer_fraction}")
+        if not 0 <= self.min_scale_gain < 1:
+            raise UsageError(f"min_scale_gain must be in [0, 1), got {self.min_scale_gain}")
+        if not 0 < self.lc_deficit_tol < 1:
+            raise UsageError(f"lc_deficit_tol must be in (0, 1), got {self.lc_deficit_tol}")
         if self.eval_n_draws is not None and self.eval_n_draws < 10:
             raise UsageError(f"eval_n_draws must be >= 10, got {self.eval_n_draws}")
         if self.eval_max_per_temperature is not None and self.eval_max_per_temperature < 100:
@@ -185,6 +206,36 @@ def _note(progress: Progress | None, stage: str, done: int, total: int) -> None:
 
 def _at(T: np.ndarray, t: float) -> np.ndarray:
     return np.isclose(T, t, rtol=1e-9, atol=1e-12)
+
+
+def _role(ds: Dataset) -> np.ndarray:
+    """Training labels: ``Dataset.role`` (1 soft, 0 hard, -1 neither); ``label`` without roles."""
+    role = getattr(ds, "role", None)
+    return ds.label if role is None else role
+
+
+def training_pool(ds: Dataset, split: Split, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Soft and hard samples at the training temperature outside every held-out group.
+
+    Parameters
+    ----------
+    exclude : ndarray of bool, shape (n_samples,), optional
+        Samples that may not be used either (the untouched outer groups).
+
+    Returns
+    -------
+    pos, neg : ndarray of int
+    """
+    held = np.asarray(split.test)
+    roles = getattr(split, "test_roles", None)
+    if isinstance(roles, np.ndarray) and roles.size:
+        held = np.union1d(held, roles)
+    y = _role(ds)
+    ok = _at(ds.temperature, split.train_temperature) & ~np.isin(ds.group, np.unique(ds.group[held]))
+    if exclude is not None:
+        ok &= ~exclude
+    pool = np.flatnonzero(ok)
+    return pool[y[pool] == 1], pool[y[pool] == 0]
 
 
 # =========================================================================== evaluation
@@ -299,13 +350,21 @@ class HeldOut:
                 n_take = int(np.searchsorted(np.cumsum(counts[perm]), max_per_temperature) + 1)
                 keep.append(idx[np.isin(g, ug[perm[:n_take]])])
             inf = np.sort(np.concatenate(keep))
-        acc = te[_at(T, self.T_train)]
+        # accuracy: soft against hard in the held-out groups (schema 2, ``Split.test_roles``),
+        # else every held-out sample at the training temperature with its label
+        roles = getattr(split, "test_roles", None)
+        if isinstance(roles, np.ndarray) and roles.size:
+            acc = np.asarray(roles)
+            y_acc = _role(ds)[acc]
+        else:
+            acc = te[_at(T, self.T_train)]
+            y_acc = ds.label[acc]
         self.rows = np.union1d(inf, acc)
         self.pos_inf = np.searchsorted(self.rows, inf)
         self.pos_acc = np.searchsorted(self.rows, acc)
         self.R_inf, self.T_inf, self.G_inf = ds.label[inf], ds.temperature[inf], ds.group[inf]
         self.E_inf = None if ds.energy is None else ds.energy[inf]
-        self.R_acc, self.G_acc = ds.label[acc], ds.group[acc]
+        self.R_acc, self.G_acc = y_acc, ds.group[acc]
         self.n_inf, self.n_acc = int(inf.size), int(acc.size)
         self._acc_seed = int(np.random.SeedSequence([seed, 0xACC]).generate_state(1)[0])
 
@@ -322,6 +381,10 @@ class HeldOut:
 
     def evaluate(self, S: np.ndarray) -> Evaluation:
         """Every number of the audit for the softness ``S`` of the held-out rows (``self.rows``)."""
+        return self.evaluate_full(S)[0]
+
+    def evaluate_full(self, S: np.ndarray):
+        """:meth:`evaluate` and the :class:`diag.audit.Inference` behind it (None when it failed)."""
         S = np.asarray(S, dtype=np.float64)
         pred = (S[self.pos_acc] > 0).astype(np.int8)
         acc, acc_ci = balanced_accuracy(
@@ -332,7 +395,7 @@ class HeldOut:
                 S[self.pos_inf], self.R_inf, self.T_inf, self.G_inf, self.T_train, self.options, energy=self.E_inf
             )
         except InsufficientDataError as exc:
-            return Evaluation(None, None, None, None, acc, acc_ci, warnings=[str(exc)])
+            return Evaluation(None, None, None, None, acc, acc_ci, warnings=[str(exc)]), None
         crit = inf.criterion
         e1 = None if inf.arrhenius is None else float(inf.arrhenius.e1)
         return Evaluation(
@@ -346,7 +409,7 @@ class HeldOut:
             e1=e1,
             valid=crit.variance is not None and e1 is not None and e1 < 0,
             warnings=list(inf.warnings),
-        )
+        ), inf
 
 
 def softness_of(Z_rows: np.ndarray, coef: np.ndarray, intercept: float, columns: np.ndarray | None = None) -> np.ndarray:
@@ -782,17 +845,27 @@ class RFEResult:
         return pd.DataFrame([{**s.to_dict(), "removed": ", ".join(s.removed)} for s in self.steps])
 
 
-def grouped_folds(ds: Dataset, split: Split, n_folds: int, seed: int) -> list[Split]:
+def grouped_folds(ds: Dataset, split: Split, n_folds: int, seed: int, exclude: np.ndarray | None = None) -> list[Split]:
     """Grouped K-fold splits at the training temperature, other temperatures as in ``split``.
 
-    The groups at the training temperature are shuffled (seeded) and dealt into
-    ``n_folds`` folds; fold ``f`` holds out its groups (and every sample at the other
-    temperatures, as the audit does) and draws a balanced training sample of
-    ``min(split.n_per_class, available)`` per class from the other folds.
+    The groups at the training temperature (outside ``exclude``) are shuffled (seeded) and
+    dealt into ``n_folds`` folds; fold ``f`` holds out its groups (and every natural sample
+    at the other temperatures outside ``exclude``, as the audit does) and draws a balanced
+    soft/hard training sample of ``min(split.n_per_class, available)`` per class from the
+    other folds.
+
+    Parameters
+    ----------
+    exclude : ndarray of bool, shape (n_samples,), optional
+        Samples no fold may use (the untouched outer groups of :func:`diag.nested.nested_split`).
     """
     T_train = split.train_temperature
     at_train = _at(ds.temperature, T_train)
-    groups = np.unique(ds.group[at_train])
+    usable = np.ones(ds.n_samples, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
+    natural = getattr(ds, "natural", None)
+    nat = np.ones(ds.n_samples, dtype=bool) if natural is None else natural == 1
+    y = _role(ds)
+    groups = np.unique(ds.group[at_train & usable])
     if groups.size < n_folds:
         raise InsufficientDataError(f"{groups.size} groups at T={T_train:g}: too few for {n_folds} grouped folds")
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 0xF01D]).spawn(n_folds + 1)]
@@ -801,15 +874,19 @@ def grouped_folds(ds: Dataset, split: Split, n_folds: int, seed: int) -> list[Sp
     out = []
     for f, part in enumerate(parts):
         in_fold = np.isin(ds.group, part)
-        pool = np.flatnonzero(at_train & ~in_fold)
-        test = np.flatnonzero(~at_train | in_fold)
-        pos, neg = pool[ds.label[pool] == 1], pool[ds.label[pool] == 0]
+        pool = np.flatnonzero(at_train & ~in_fold & usable & (y >= 0))
+        test = np.flatnonzero((~at_train | in_fold) & usable & nat)
+        test_roles = np.flatnonzero(at_train & in_fold & usable & (y >= 0))
+        pos, neg = pool[y[pool] == 1], pool[y[pool] == 0]
         n = int(min(split.n_per_class, pos.size, neg.size))
         if n < 2:
             raise InsufficientDataError(f"fold {f}: fewer than 2 training samples of one class at T={T_train:g}")
         rng = rngs[f + 1]
         train = np.sort(np.concatenate([rng.choice(pos, n, replace=False), rng.choice(neg, n, replace=False)]))
-        out.append(Split(train=train, test=test, train_temperature=T_train, n_per_class=n))
+        fs = Split(train=train, test=test, train_temperature=T_train, n_per_class=n)
+        if hasattr(fs, "test_roles"):
+            fs.test_roles = test_roles
+        out.append(fs)
     return out
 
 
@@ -825,6 +902,7 @@ def rfe(
     split: Split | None = None,
     progress: Progress | None = None,
     scheduler=None,
+    exclude: np.ndarray | None = None,
 ) -> RFEResult:
     """Recursive feature elimination tracked by the variance criterion.
 
@@ -837,6 +915,9 @@ def rfe(
     The evaluations of the sizes and the fold runs are independent tasks run by
     ``scheduler`` (a :class:`diag.parallel.Scheduler`; default ``selection_options.scheduler``,
     None: serially); the elimination path itself is sequential (warm starts).
+
+    ``exclude`` (boolean mask of samples) keeps the untouched outer groups of a nested
+    split out of the fold runs; ``split`` is then the inner split.
 
     Returns
     -------
@@ -852,7 +933,7 @@ def rfe(
     warn: list[str] = []
 
     held = HeldOut(ds, split, options, sel.eval_n_draws, sel.eval_max_per_temperature, sel.eval_n_boot, seed)
-    tr = TrainSet.from_rows(ds.features[split.train], ds.label[split.train])
+    tr = TrainSet.from_rows(ds.features[split.train], _role(ds)[split.train])
     Zh = held.standardised(ds.features[held.rows], tr.mean, tr.scale)
     sched = _scheduler_of(scheduler, sel)
 
@@ -888,7 +969,7 @@ def rfe(
         lo_w = max(1, min(k_rule, k_arg) - sel.fold_window)
         hi_w = min(d, max(k_rule, k_arg) + sel.fold_window)
         try:
-            fsplits = grouped_folds(ds, split, sel.n_folds, seed)
+            fsplits = grouped_folds(ds, split, sel.n_folds, seed, exclude=exclude)
         except InsufficientDataError as exc:
             warn.append(f"ranking stability skipped: {exc.message}")
             fsplits = []
@@ -956,7 +1037,7 @@ def _fold_run(ds, fs: Split, options, sel: SelectionOptions, seed: int, f: int, 
               criterion: str) -> FoldRun:
     names = ds.feature_names
     held = HeldOut(ds, fs, options, sel.eval_n_draws, sel.eval_max_per_temperature, sel.eval_n_boot, seed)
-    tr = TrainSet.from_rows(ds.features[fs.train], ds.label[fs.train])
+    tr = TrainSet.from_rows(ds.features[fs.train], _role(ds)[fs.train])
     Zh = held.standardised(ds.features[held.rows], tr.mean, tr.scale)
     values: dict[int, float] = {}
     kept: dict[int, list[str]] = {}
@@ -1111,7 +1192,7 @@ def _candidate_task(shared, item) -> CandidateRow:
                 raise UsageError(f"candidate '{name}': the transform changed the samples")
         else:
             cds = ds.select_features(list(cand))
-        ev, res = fit_and_evaluate(cds.features, heldout, train, cds.label, C, tol)
+        ev, res = fit_and_evaluate(cds.features, heldout, train, _role(cds), C, tol)
         return CandidateRow(name, cds.n_features, list(cds.feature_names), ev, bool(res.converged))
     except (InsufficientDataError, ValueError) as exc:
         return CandidateRow(name, 0, [], None, False, error=str(exc))
@@ -1242,6 +1323,7 @@ def coarsen_transform(k: int, axes: Mapping[str, str] | None = None) -> Callable
             label=ds.label, temperature=ds.temperature, group=ds.group, feature_names=names,
             feature_families=fams, feature_params=params, energy=ds.energy, p_hop=ds.p_hop,
             species=ds.species, particle=ds.particle,
+            **{k: getattr(ds, k) for k in ("role", "natural") if getattr(ds, k, None) is not None},
             conventions={**ds.conventions, "coarsening": {"factor": int(k), "rule": "sum of k adjacent grid functions"}},
             provenance=dict(ds.provenance), path=ds.path,
         )
@@ -1292,7 +1374,21 @@ def family_candidates(ds: Dataset) -> dict[str, list[str]]:
 
 @dataclass
 class SelectionResult:
-    """Every feature-set diagnostic of one dataset (see :func:`run_selection`)."""
+    """Every feature-set diagnostic of one dataset (see :func:`run_selection`).
+
+    Attributes
+    ----------
+    untouched : dict of str -> diag.nested.PairedComparison
+        For each diagnostic that chose something ("rfe", "coarsening", "families",
+        "c_sweep"): the choice against its baseline on the untouched outer groups. The
+        verdict reads only these (and the learning curve).
+    nested : dict
+        How the held-out groups were shared: ``enabled``, ``fraction``, sample and group
+        counts of the inner and outer parts, ``reason`` when nesting was impossible.
+    final : FeatureSetComparison or None
+        All features and the RFE recommended set on the outer groups (the rows of
+        ``untouched["rfe"]``, for display).
+    """
 
     options: SelectionOptions
     audit_options: AuditOptions
@@ -1306,12 +1402,17 @@ class SelectionResult:
     warnings: list[str]
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    untouched: dict = field(default_factory=dict)
+    nested: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable types only (no NaN); deterministic (no timings)."""
         sel: dict[str, Any] = {
             "rfe": [], "recommended": [], "peak": None, "stability": {}, "coarsening": [], "families": [],
             "final": [], "order": [], "criterion": None,
+            "untouched": {k: v.to_dict() for k, v in self.untouched.items()},
+            "nested": dict(self.nested),
+            "min_scale_gain": _num(self.options.min_scale_gain),
         }
         if self.rfe is not None:
             sel.update(
@@ -1348,7 +1449,14 @@ def run_selection(
     progress: Progress | None = None,
     scheduler=None,
 ) -> SelectionResult:
-    """Run every feature-set diagnostic on the audit's split.
+    """Run every feature-set diagnostic; choose on inner groups, compare on untouched ones.
+
+    The audit split's held-out groups are dealt into an inner and an outer part
+    (:func:`diag.nested.nested_split`). RFE (with its grouped folds), coarsening, families
+    and the C sweep choose on the training groups and the inner part only; each choice is
+    then compared with its baseline (all features, ``grid x1``, the audit's C) on the outer
+    part (:func:`diag.nested.compare_untouched`). The learning curve chooses nothing and uses
+    every held-out sample.
 
     Parameters
     ----------
@@ -1368,6 +1476,7 @@ def run_selection(
     SelectionResult
     """
     from . import checks
+    from .nested import compare_untouched, nested_split
 
     options = (audit_options or AuditOptions()).validate()
     sel = (selection_options or SelectionOptions()).validate()
@@ -1377,7 +1486,6 @@ def run_selection(
     held = HeldOut(ds, split, options, sel.eval_n_draws, sel.eval_max_per_temperature, sel.eval_n_boot, seed)
     warn: list[str] = []
     notes: list[str] = []
-    recs: list[str] = []
     secs: dict[str, float] = {}
 
     def timed(name, fn):
@@ -1386,51 +1494,99 @@ def run_selection(
         secs[name] = time.perf_counter() - t
         return out
 
+    nest = None
+    nested_info: dict[str, Any] = {"enabled": False, "fraction": _num(sel.outer_fraction), "reason": None}
+    if sel.nested:
+        try:
+            nest = nested_split(ds, split, sel.outer_fraction, seed)
+        except InsufficientDataError as exc:
+            nested_info["reason"] = exc.message
+            notes.append(f"comparisons not nested: {exc.message}")
+    else:
+        nested_info["reason"] = "switched off"
+    if nest is not None:
+        inner, outer, exclude = nest.inner, nest.outer, nest.excluded(ds)
+        held_inner = HeldOut(ds, inner, options, sel.eval_n_draws, sel.eval_max_per_temperature, sel.eval_n_boot, seed)
+        nested_info.update(
+            enabled=True,
+            n_inner=int(inner.test.size), n_outer=int(outer.test.size),
+            n_inner_groups=int(np.unique(ds.group[inner.test]).size),
+            n_outer_groups=int(np.unique(ds.group[outer.test]).size),
+        )
+    else:
+        inner, outer, exclude, held_inner = split, split, None, held
+
+    def untouched(diagnostic, baseline, candidate, same=False):
+        cmp = compare_untouched(ds, outer, baseline, candidate, options, diagnostic=diagnostic,
+                                margin=sel.min_scale_gain, seed=seed, same=same)
+        if nest is None and cmp.answer == "better":
+            cmp.answer, cmp.note = "cannot-tell", "not-nested"
+        return cmp
+
     rfe_res = final = coarse = fams = lc = cs = None
+    unt: dict[str, Any] = {}
+    C = float(options.C)
     if sel.rfe and ds.n_features > 1:
-        rfe_res = timed("rfe", lambda: rfe(ds, options, sel, split=split, progress=progress, scheduler=sched))
+        rfe_res = timed("rfe", lambda: rfe(ds, options, sel, split=inner, progress=progress, scheduler=sched,
+                                           exclude=exclude))
         warn.extend(rfe_res.warnings)
-        final = timed("final", lambda: compare_feature_sets(
-            ds, {"all features": list(ds.feature_names), "RFE recommended": rfe_res.recommended}, options, sel,
-            split=split, exact=True, progress=progress, stage="final", scheduler=sched))
-        recs.extend(_rfe_recommendations(rfe_res, final, ds.n_features))
+        _note(progress, "final", 0, 1)
+        unt["rfe"] = timed("final", lambda: untouched(
+            "rfe", ("all features", None, C), ("RFE recommended", list(rfe_res.recommended), C),
+            same=len(rfe_res.recommended) == ds.n_features))
+        _note(progress, "final", 1, 1)
+        u = unt["rfe"]
+        final = _rank([
+            CandidateRow("all features", ds.n_features, list(ds.feature_names), u.baseline_eval),
+            CandidateRow("RFE recommended", len(rfe_res.recommended), list(rfe_res.recommended), u.candidate_eval),
+        ], _criterion_of([u.baseline_eval, u.candidate_eval]), split.n_per_class, C)
     elif sel.rfe:
         notes.append("RFE skipped: the dataset has a single feature")
     if sel.coarsen:
         cands = coarsening_candidates(ds, sel.coarsen_max)
         if cands:
             coarse = timed("coarsening", lambda: compare_feature_sets(
-                ds, cands, options, sel, split=split, heldout=held, progress=progress, stage="coarsening",
+                ds, cands, options, sel, split=inner, heldout=held_inner, progress=progress, stage="coarsening",
                 scheduler=sched))
-            recs.extend(_comparison_recommendations(coarse, "grid coarsening", baseline="grid x1"))
+            if coarse.best is not None:
+                unt["coarsening"] = untouched("coarsening", ("grid x1", None, C),
+                                              (coarse.best.name, cands[coarse.best.name], C),
+                                              same=coarse.best.name == "grid x1")
         else:
             notes.append("coarsening skipped: no feature carries a grid parameter (r or xi)")
     if sel.families:
         cands = family_candidates(ds)
         if cands:
             fams = timed("families", lambda: compare_feature_sets(
-                ds, cands, options, sel, split=split, heldout=held, progress=progress, stage="families",
+                ds, cands, options, sel, split=inner, heldout=held_inner, progress=progress, stage="families",
                 scheduler=sched))
-            recs.extend(_comparison_recommendations(fams, "feature family", baseline="all features"))
+            if fams.best is not None:
+                unt["families"] = untouched("families", ("all features", None, C),
+                                            (fams.best.name, cands[fams.best.name], C),
+                                            same=fams.best.name == "all features")
         else:
             notes.append("family comparison skipped: a single feature family without species subsets")
     if sel.learning_curve:
         lc = timed("learning curve", lambda: checks.learning_curve(
             ds, options, sel, split=split, heldout=held, progress=progress, scheduler=sched))
-        recs.append(lc.verdict)
-        if lc.still_rising:
-            warn.append(lc.verdict)
     if sel.c_sweep:
-        cs = timed("C sweep", lambda: checks.c_sweep(ds, options, sel, split=split, heldout=held, progress=progress,
-                                                     scheduler=sched))
-        recs.append(cs.verdict)
-        if cs.flag:
-            warn.append(cs.verdict)
-    return SelectionResult(
+        cs = timed("C sweep", lambda: checks.c_sweep(ds, options, sel, split=inner, heldout=held_inner,
+                                                     progress=progress, scheduler=sched))
+        if cs.best_C is not None:
+            unt["c_sweep"] = untouched("c_sweep", (f"C = {C:.3g}", None, C), (f"C = {cs.best_C:.3g}", None, cs.best_C),
+                                       same=bool(np.isclose(cs.best_C, C, rtol=1e-9)))
+            cs.set_untouched(unt["c_sweep"])
+    result = SelectionResult(
         options=sel, audit_options=options, rfe=rfe_res, final=final, coarsening=coarse, families=fams,
-        learning_curve=lc, c_sweep=cs, recommendations=recs, warnings=list(dict.fromkeys(warn)), notes=notes,
-        seconds=secs,
+        learning_curve=lc, c_sweep=cs, recommendations=[], warnings=[], notes=notes,
+        seconds=secs, untouched=unt, nested=nested_info,
     )
+    from .verdict import selection_messages
+
+    recs, flags = selection_messages(result)
+    result.recommendations = recs
+    result.warnings = list(dict.fromkeys(warn + flags))
+    return result
 
 
 def size_ranges(sizes: Sequence[int]) -> str:
@@ -1444,80 +1600,6 @@ def size_ranges(sizes: Sequence[int]) -> str:
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)
 
 
-def _fmt_ci(ci) -> str:
-    return "" if ci is None else f" [{ci[0]:.3g}, {ci[1]:.3g}]"
-
-
-def _rfe_recommendations(r: RFEResult, final: FeatureSetComparison | None, d: int) -> list[str]:
-    p = r.peak
-    crit = "Var(E_inf)" if p.criterion == "variance" else "Var(log P)"
-    out = []
-    k = p.n_kept
-    if k == d:
-        out.append(f"RFE: keep all {d} features: {crit} is largest with the full set")
-    else:
-        removed = [n for n in r.order if n not in set(r.recommended)]
-        shown = ", ".join(removed[:8]) + (", ..." if len(removed) > 8 else "")
-        out.append(f"RFE: keep {k} of {d} features ({crit} peaks at {k}); drop {shown}")
-    if final is not None and k != d:
-        try:
-            a, b = final.row("all features").evaluation, final.row("RFE recommended").evaluation
-        except StopIteration:
-            a = b = None
-        if a is not None and b is not None and a.variance is not None and b.variance is not None:
-            out.append(
-                f"RFE: Var(E_inf) {a.variance:.3g}{_fmt_ci(a.variance_ci)} with all features -> "
-                f"{b.variance:.3g}{_fmt_ci(b.variance_ci)} with the recommended set; accuracy "
-                f"{a.accuracy:.3f} -> {b.accuracy:.3f}"
-            )
-    if p.gain_vs_full is not None and p.accuracy_gain_vs_full is not None and abs(p.gain_vs_full) >= max(p.tol, 1e-3):
-        out.append(
-            f"RFE: from {d} to {k} features {crit} changes by {p.gain_vs_full:+.0%} while the accuracy changes "
-            f"by {p.accuracy_gain_vs_full:+.3f}: the accuracy cannot choose the feature set"
-        )
-    if p.drop_smaller is not None:
-        out.append(
-            f"RFE: removing one more feature costs {p.drop_smaller:.0%} of {crit} (lower in {p.runs_drop_smaller} of "
-            f"{p.n_runs} runs)"
-            + (f" but only {p.accuracy_drop_smaller:.3f} of accuracy" if p.accuracy_drop_smaller is not None else "")
-        )
-    if p.sharp:
-        out.append("RFE: the peak is sharp: no other size lies within the CI of the peak")
-    else:
-        out.append(
-            f"RFE: sizes {size_ranges(p.within_ci)} lie within the CI of the peak (the CIs are marginal; the "
-            f"sizes share their held-out data, so their differences are more precise); {k} is the smallest size "
-            f"within {p.tol:.0%} of the run-averaged maximum (at {p.argmax}), chosen by {p.run_agreement:.0%} of "
-            f"{p.n_runs} runs"
-        )
-    if r.folds:
-        unstable = [(n, v) for n, v in r.stability.items() if n in r.recommended and v < 1.0]
-        if unstable:
-            shown = ", ".join(f"{n} ({v:.0%})" for n, v in sorted(unstable, key=lambda t: t[1])[:5])
-            out.append(f"RFE: across {len(r.folds) + 1} runs, some recommended features do not always survive at {k}: {shown}")
-        else:
-            out.append(f"RFE: every recommended feature survives at {k} in all {len(r.folds) + 1} runs")
-    return out
-
-
-def _comparison_recommendations(c: FeatureSetComparison, what: str, baseline: str) -> list[str]:
-    best = c.best
-    if best is None:
-        return [f"{what}: no candidate gives a usable criterion"]
-    try:
-        base = c.row(baseline)
-    except StopIteration:
-        base = None
-    crit = "Var(E_inf)" if c.criterion == "variance" else "Var(log P)"
-    ties = [r.name for r in c.rows if r.within_ci_of_best and r is not best]
-    msg = f"{what}: '{best.name}' gives the largest {crit} ({best.evaluation.score(c.criterion):.3g})"
-    if base is not None and base is not best and base.evaluation is not None and np.isfinite(base.evaluation.score(c.criterion)):
-        msg += f" vs {base.evaluation.score(c.criterion):.3g} for '{baseline}'"
-    if ties:
-        msg += f"; within its CI: {', '.join(ties)}"
-    return [msg]
-
-
 __all__ = [
     "SelectionOptions", "SelectionResult", "run_selection",
     "Evaluation", "HeldOut", "TrainSet", "softness_of", "fit_and_evaluate",
@@ -1525,5 +1607,5 @@ __all__ = [
     "RFEStep", "RFEResult", "PeakInfo", "FoldRun", "choose_peak", "grouped_folds", "rfe",
     "CandidateRow", "FeatureSetComparison", "compare_feature_sets",
     "GridLine", "grid_lines", "coarsen_transform", "coarsening_candidates", "family_candidates",
-    "GRID_AXES", "size_ranges",
+    "GRID_AXES", "size_ranges", "training_pool",
 ]
