@@ -10,14 +10,19 @@ unwrapped coordinates.
 
 Conventions
 -----------
-* Boxes are orthorhombic and periodic in every direction, in 2D or 3D. A
-  triclinic or non-periodic box is a :class:`~diag.errors.DataError`.
-* A box is given by its edge lengths ``L`` and its lowest corner ``low``; the
-  periodic cell is ``[low, low + L)``. Only relative positions matter for every
-  quantity computed downstream, so formats that do not define an origin use a
-  box centred on zero.
+* Boxes are periodic in every direction, in 2D or 3D, orthorhombic or
+  triclinic (:class:`Box`, freud's convention: box vectors ``a = (Lx, 0, 0)``,
+  ``b = (xy Ly, Ly, 0)``, ``c = (xz Lz, yz Lz, Lz)``). A non-periodic box is a
+  :class:`~diag.errors.DataError`. Cells given by general vectors (rotated)
+  are rotated into this form with the positions (:func:`box_from_cell`).
+* A box has an origin corner ``low``; the periodic cell is ``low + s @ M.T``
+  for fractional coordinates ``s`` in ``[0, 1)``. Only relative positions
+  matter for every quantity computed downstream, so formats that do not
+  define an origin use a box centred on zero.
 * Positions are ``float64`` arrays of shape ``(N, dim)``; particles keep their
-  order (and species) through the trajectory.
+  order (and species) through the trajectory (readers sort by particle id
+  when the file has ids).
+* The dimension: one rule for every reader, :func:`infer_dimensions`.
 * ``position_kind`` says what the stored positions are:
 
   ``"wrapped"``     inside the box (up to a particle that has just left it);
@@ -29,15 +34,25 @@ Conventions
 
 * Unwrapping (:class:`Unwrapper`), chosen once per trajectory:
 
-  ``"images"``          ``r + L * image`` when the file stores image flags;
+  ``"images"``          ``r + ix a + iy b + iz c`` (``r + L * image`` in an
+                        orthorhombic box) when the file stores image flags;
   ``"file"``            the positions already are unwrapped;
-  ``"minimum-image"``   otherwise, frame to frame: the displacement between
-                        consecutive stored frames is taken as its minimum
-                        image. This assumes that **no particle moves more than
-                        half a box length (in any direction) between two stored
-                        frames**; the largest observed step, as a fraction of
-                        the box length, is kept in
-                        :attr:`Unwrapper.max_step_fraction` for the record.
+  ``"minimum-image"``   otherwise, frame to frame, **in fractional
+                        coordinates**: the change of each fractional
+                        coordinate between consecutive stored frames is taken
+                        in ``[-1/2, 1/2]``, which counts the image flags the
+                        file did not store; the unwrapped position is then
+                        ``r + image @ M.T`` in the current box, so with a
+                        changing box (NPT, ``fix deform``) it agrees exactly
+                        with the ``"images"`` method.
+
+  Whatever the method, a step longer than :data:`MAX_STEP_FRACTION` (0.4) box
+  lengths along any box vector between two stored frames stops the run with
+  a :class:`~diag.errors.DataError`: near half a box, minimum-image unwrapping
+  cannot tell a real step from a jump to another particle, and the usual cause
+  is particles reordered between frames in a file without ids (or frames too
+  far apart). The largest step seen is kept in
+  :attr:`Unwrapper.max_step_fraction` for the record.
 """
 
 from __future__ import annotations
@@ -58,18 +73,32 @@ UNWRAP_METHODS = ("images", "file", "minimum-image")
 # --------------------------------------------------------------------------- box
 @dataclass(frozen=True)
 class Box:
-    """An orthorhombic periodic box.
+    """A periodic box, orthorhombic or triclinic, in freud's convention.
+
+    The box vectors are the columns of :attr:`matrix`::
+
+        a = (Lx, 0, 0),  b = (xy Ly, Ly, 0),  c = (xz Lz, yz Lz, Lz)
+
+    with dimensionless tilt factors ``xy, xz, yz`` exactly as in
+    ``freud.box.Box(Lx, Ly, Lz, xy, xz, yz)`` and HOOMD / GSD boxes (a LAMMPS
+    tilt ``xy`` in length units is ``xy / Ly`` here, ``xz`` and ``yz`` are
+    divided by ``Lz``). In 2D only ``a``, ``b`` and ``xy`` exist.
 
     Attributes
     ----------
     lengths : tuple of float
-        Edge lengths ``(Lx, Ly)`` or ``(Lx, Ly, Lz)``.
+        ``(Lx, Ly)`` or ``(Lx, Ly, Lz)``: the diagonal of :attr:`matrix`
+        (the edge lengths of an orthorhombic box).
     low : tuple of float
-        The lowest corner; the periodic cell is ``[low, low + lengths)``.
+        The origin corner: the periodic cell is ``low + s @ matrix.T`` for
+        fractional coordinates ``s`` in ``[0, 1)^dim``.
+    tilts : tuple of float
+        ``(xy, xz, yz)``; all zero for an orthorhombic box (the default).
     """
 
     lengths: tuple[float, ...]
     low: tuple[float, ...]
+    tilts: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def dimensions(self) -> int:
@@ -82,43 +111,124 @@ class Box:
 
     @property
     def lo(self) -> np.ndarray:
-        """Lowest corner as an array, shape (dim,)."""
+        """Origin corner as an array, shape (dim,)."""
         return np.asarray(self.low, dtype=np.float64)
 
     @property
+    def is_triclinic(self) -> bool:
+        return any(t != 0.0 for t in self.tilts)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """Box vectors as columns, shape (dim, dim), upper triangular."""
+        L = self.L
+        xy, xz, yz = self.tilts
+        if self.dimensions == 2:
+            return np.array([[L[0], xy * L[1]], [0.0, L[1]]])
+        return np.array([[L[0], xy * L[1], xz * L[2]], [0.0, L[1], yz * L[2]], [0.0, 0.0, L[2]]])
+
+    @property
     def volume(self) -> float:
+        """Volume (area in 2D); tilts do not change it."""
         return float(np.prod(self.L))
 
+    @property
+    def plane_distances(self) -> np.ndarray:
+        """Distances between opposite faces, shape (dim,); ``L`` for an orthorhombic box.
+
+        A sphere of radius ``r`` fits in the periodic cell (no particle sees
+        two images of another within ``r``) when ``2 r < min(plane_distances)``.
+        """
+        if not self.is_triclinic:
+            return self.L
+        M = self.matrix
+        if self.dimensions == 2:
+            a, b = M[:, 0], M[:, 1]
+            return np.array([self.volume / np.linalg.norm(b), self.volume / np.linalg.norm(a)])
+        a, b, c = M[:, 0], M[:, 1], M[:, 2]
+        V = self.volume
+        return np.array([V / np.linalg.norm(np.cross(b, c)), V / np.linalg.norm(np.cross(c, a)),
+                         V / np.linalg.norm(np.cross(a, b))])
+
+    def fractional(self, positions: np.ndarray) -> np.ndarray:
+        """Fractional coordinates ``s`` with ``positions = low + s @ matrix.T``, shape unchanged."""
+        x = np.asarray(positions, dtype=np.float64) - self.lo
+        if not self.is_triclinic:
+            return x / self.L
+        return self.to_fractional(x)
+
+    def to_fractional(self, d: np.ndarray) -> np.ndarray:
+        """Displacements ``d`` (..., dim) in units of the box vectors."""
+        d = np.asarray(d, dtype=np.float64)
+        if not self.is_triclinic:
+            return d / self.L
+        return np.linalg.solve(self.matrix, d.reshape(-1, self.dimensions).T).T.reshape(d.shape)
+
+    def image_shift(self, images: np.ndarray) -> np.ndarray:
+        """``ix a + iy b + iz c`` for integer images (..., dim), as float64."""
+        img = np.asarray(images, dtype=np.float64)
+        if not self.is_triclinic:
+            return img * self.L
+        return img @ self.matrix.T
+
     def wrap(self, positions: np.ndarray) -> np.ndarray:
-        """Positions mapped into ``[low, low + L)``, shape unchanged."""
-        L, lo = self.L, self.lo
-        out = lo + np.mod(np.asarray(positions, dtype=np.float64) - lo, L)
-        # np.mod can return L itself for tiny negative inputs: fold it back.
-        return np.where(out >= lo + L, out - L, out)
+        """Positions mapped into the cell (fractional coordinates in ``[0, 1)``), shape unchanged."""
+        if not self.is_triclinic:
+            L, lo = self.L, self.lo
+            out = lo + np.mod(np.asarray(positions, dtype=np.float64) - lo, L)
+            # np.mod can return L itself for tiny negative inputs: fold it back.
+            return np.where(out >= lo + L, out - L, out)
+        s = self.fractional(positions)
+        s = s - np.floor(s)
+        s = np.where(s >= 1.0, s - 1.0, s)
+        return self.lo + s @ self.matrix.T
 
     def centred(self, positions: np.ndarray) -> np.ndarray:
-        """Positions relative to the box centre, wrapped into ``[-L/2, L/2)``.
+        """Positions relative to the box centre, wrapped into the cell centred on zero.
 
-        This is the convention of freud and HOOMD boxes.
+        Fractional coordinates in ``[-1/2, 1/2)`` (``[-L/2, L/2)`` for an
+        orthorhombic box): the convention of freud and HOOMD boxes.
         """
-        L = self.L
-        x = np.asarray(positions, dtype=np.float64) - (self.lo + L / 2)
-        x = x - L * np.floor(x / L + 0.5)
-        return np.where(x >= L / 2, x - L, x)
+        if not self.is_triclinic:
+            L = self.L
+            x = np.asarray(positions, dtype=np.float64) - (self.lo + L / 2)
+            x = x - L * np.floor(x / L + 0.5)
+            return np.where(x >= L / 2, x - L, x)
+        s = self.fractional(positions) - 0.5
+        s = s - np.floor(s + 0.5)
+        s = np.where(s >= 0.5, s - 1.0, s)
+        return s @ self.matrix.T
 
     def minimum_image(self, d: np.ndarray) -> np.ndarray:
-        """Minimum-image convention applied to displacements ``d`` (..., dim)."""
-        L = self.L
+        """Displacements ``d`` (..., dim) with each fractional component in ``[-1/2, 1/2]``.
+
+        This is the minimum image for an orthorhombic box, and for a triclinic
+        box whenever the displacement is shorter than half the smallest of
+        :attr:`plane_distances` (freud's convention too).
+        """
         d = np.asarray(d, dtype=np.float64)
-        return d - L * np.round(d / L)
+        if not self.is_triclinic:
+            L = self.L
+            return d - L * np.round(d / L)
+        s = self.to_fractional(d)
+        return (s - np.round(s)) @ self.matrix.T
+
+    def freud_params(self) -> tuple[float, float, float, float, float, float]:
+        """``(Lx, Ly, Lz, xy, xz, yz)`` for ``freud.box.Box(*params)`` (``Lz = 0`` in 2D)."""
+        L = self.lengths
+        xy, xz, yz = self.tilts
+        if self.dimensions == 2:
+            return (float(L[0]), float(L[1]), 0.0, float(xy), 0.0, 0.0)
+        return (float(L[0]), float(L[1]), float(L[2]), float(xy), float(xz), float(yz))
 
     def to_freud(self):
         """The equivalent :class:`freud.box.Box` (imports freud)."""
         import freud
 
+        Lx, Ly, Lz, xy, xz, yz = self.freud_params()
         if self.dimensions == 2:
-            return freud.box.Box(Lx=self.lengths[0], Ly=self.lengths[1], is2D=True)
-        return freud.box.Box(Lx=self.lengths[0], Ly=self.lengths[1], Lz=self.lengths[2])
+            return freud.box.Box(Lx=Lx, Ly=Ly, xy=xy, is2D=True)
+        return freud.box.Box(Lx=Lx, Ly=Ly, Lz=Lz, xy=xy, xz=xz, yz=yz)
 
 
 def make_box(
@@ -136,12 +246,12 @@ def make_box(
     Parameters
     ----------
     lengths : sequence of float
-        Edge lengths, 2 or 3 of them.
+        ``Lx, Ly[, Lz]`` (the diagonal of the box matrix), 2 or 3 of them.
     low : sequence of float, optional
-        Lowest corner; default: a box centred on zero.
+        Origin corner; default: a box centred on zero.
     tilts : sequence of float, optional
-        Tilt factors or off-diagonal cell entries; any non-zero value means a
-        triclinic box, which is refused.
+        freud / HOOMD tilt factors ``(xy, xz, yz)`` (``(xy,)`` is enough in
+        2D, where ``xz`` and ``yz`` are ignored). Default: orthorhombic.
     periodic : sequence of bool, optional
         Periodicity per direction; every direction must be periodic.
     boundary_text : sequence of str, optional
@@ -162,14 +272,18 @@ def make_box(
             f"{where}box edge length L{axes[k]} = {L[k]:g} is zero or negative; a periodic box is required",
             path,
         )
+    t = np.zeros(3)
     if tilts is not None:
-        t = np.asarray(list(tilts), dtype=np.float64)
-        if t.size and (~np.isfinite(t) | (np.abs(t) > 0)).any():
-            raise DataError(
-                f"{where}triclinic box (tilt/off-diagonal values {_fmt(t)}) is not supported; "
-                "only orthorhombic periodic boxes are",
-                path,
-            )
+        given = np.asarray(list(tilts), dtype=np.float64).ravel()
+        if given.size > 3:
+            raise DataError(f"{where}box has {given.size} tilt factors, expected at most 3", path)
+        t[: given.size] = given
+        if L.size == 2:
+            t[1:] = 0.0  # a flat system: the third box vector's tilt does not matter
+        with np.errstate(all="ignore"):
+            bad = ~np.isfinite(t) | ~np.isfinite(t * np.max(L)) | (np.abs(t) > MAX_TILT)
+        if bad.any():
+            raise DataError(f"{where}box tilt factors {_fmt(t)} are not finite or absurdly large", path)
     if periodic is not None:
         per = [bool(p) for p in periodic]
         if not all(per):
@@ -181,13 +295,128 @@ def make_box(
                 f"{where}box is not periodic along {axes[k]}{spelled}; only fully periodic boxes are supported",
                 path,
             )
+    t = t + 0.0  # no negative zeros: -0.0 would not compare equal in records
+    tilt_t = (float(t[0]), float(t[1]), float(t[2]))
     if low is None:
-        lo = -L / 2
+        if any(tilt_t):
+            lo = -Box(tuple(float(x) for x in L), tuple(0.0 for _ in L), tilt_t).matrix @ np.full(L.size, 0.5)
+        else:
+            lo = -L / 2
     else:
         lo = np.asarray(list(low), dtype=np.float64)
         if lo.shape != L.shape or not np.isfinite(lo).all():
             raise DataError(f"{where}box origin {_fmt(lo)} does not match the box lengths {_fmt(L)}", path)
-    return Box(tuple(float(x) for x in L), tuple(float(x) for x in lo))
+    return Box(tuple(float(x) for x in L), tuple(float(x) for x in lo), tilt_t)
+
+
+#: tilt factors beyond this are refused (a LAMMPS box is normally |tilt| <= 1/2; flips keep it small)
+MAX_TILT = 1e3
+
+
+def box_from_cell(
+    cell: np.ndarray,
+    origin: Iterable[float] | None = None,
+    *,
+    periodic: Iterable[bool] | None = None,
+    boundary_text: Iterable[str] | None = None,
+    path: str | None = None,
+    frame: int | None = None,
+) -> tuple[Box, np.ndarray | None]:
+    """A :class:`Box` from general cell vectors, and the rotation it needs.
+
+    Parameters
+    ----------
+    cell : array, shape (dim, dim)
+        The box vectors as **rows** ``a, b(, c)`` (extended-XYZ ``Lattice``,
+        H5MD ``edges`` matrix, LAMMPS general triclinic ``avec bvec cvec``).
+    origin : sequence of float, optional
+        The cell's origin corner (default: centred on zero).
+
+    Returns
+    -------
+    box : Box
+    rotation : ndarray (dim, dim) or None
+        ``None`` when the cell already has freud's form (``a`` along x, ``b``
+        in the xy plane, positive diagonal). Otherwise an orthogonal matrix
+        ``Q``: positions (and the origin) must be mapped by ``r @ Q`` to lie
+        in the returned box. ``Q`` preserves every distance and angle (it may
+        be a reflection, for a left-handed cell).
+    """
+    where = "" if frame is None else f"frame {frame}: "
+    cell = np.asarray(cell, dtype=np.float64)
+    d = cell.shape[0]
+    if cell.shape not in ((2, 2), (3, 3)):
+        raise DataError(f"{where}box vectors have shape {cell.shape}, expected (2, 2) or (3, 3)", path)
+    if not np.isfinite(cell).all():
+        raise DataError(f"{where}box vectors are not finite ({_fmt(cell)})", path)
+    M = cell.T  # box vectors as columns
+    Q = None
+    if np.all(np.tril(M, -1) == 0) and np.all(np.diag(M) > 0):
+        R = M
+    else:
+        Q, R = np.linalg.qr(M)
+        sign = np.where(np.diag(R) < 0, -1.0, 1.0)
+        Q, R = Q * sign, (R.T * sign).T  # a positive diagonal: M = Q R still
+        R = np.triu(R)
+    diag = np.diag(R).copy()
+    with np.errstate(all="ignore"):
+        tilts = [R[0, 1] / diag[1], 0.0, 0.0] if d == 2 else [R[0, 1] / diag[1], R[0, 2] / diag[2], R[1, 2] / diag[2]]
+    if (diag <= 0).any():
+        tilts = None  # make_box reports the zero length
+    lo = None
+    if origin is not None:
+        lo = np.asarray(list(origin), dtype=np.float64)[:d]
+        if Q is not None:
+            lo = lo @ Q
+    box = make_box(diag, lo, tilts=tilts, periodic=periodic, boundary_text=boundary_text, path=path, frame=frame)
+    return box, Q
+
+
+# ------------------------------------------------------------------- dimension
+def infer_dimensions(positions0: np.ndarray, declared: int | None = None, images0: np.ndarray | None = None) -> int:
+    """The dimension rule shared by every reader.
+
+    A system is 2D when the file says so (``declared == 2``, or positions
+    with 2 components), or when every particle of the first frame has the
+    same z coordinate and no z image flag is set, whatever the file's z
+    periodicity and box height: LAMMPS, HOOMD, ASE and MDAnalysis all store
+    2D systems as 3D ones with z = 0 and a thin or arbitrary Lz. Otherwise 3D.
+
+    Parameters
+    ----------
+    positions0 : ndarray, shape (N, 2) or (N, 3)
+        The first frame's positions.
+    declared : int, optional
+        A dimension stated by the file (GSD ``configuration/dimensions``).
+    images0 : ndarray, shape (N, 3), optional
+        The first frame's image flags.
+    """
+    pos = np.asarray(positions0)
+    if declared == 2 or pos.shape[1] == 2:
+        return 2
+    flat = pos.shape[0] > 1 and float(np.ptp(pos[:, 2])) == 0.0
+    if images0 is not None and np.asarray(images0).shape[1] > 2 and np.asarray(images0)[:, 2].any():
+        flat = False
+    return 2 if flat else 3
+
+
+def flat_positions(positions: np.ndarray, dim: int, plane: float | None, path: str | None, frame: int) -> np.ndarray:
+    """The first ``dim`` columns of ``positions``; a 2D system's z must stay on frame 0's plane.
+
+    ``plane`` is frame 0's common z (None when the file has no z column).
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    if dim == 2 and pos.shape[1] > 2 and plane is not None:
+        z = pos[:, 2]
+        off = (z != plane) & np.isfinite(z)  # a non-finite z is reported by Trajectory.check_frame
+        if off.any():
+            i = int(np.argmax(off))
+            raise DataError(
+                f"frame {frame}: particle {i} has z = {z[i]:g}, off the plane z = {plane:g} of frame 0 "
+                "(the system was taken as 2D because every z of frame 0 is equal)",
+                path,
+            )
+    return np.ascontiguousarray(pos[:, :dim])
 
 
 #: copies of one frame (float64) a reader and the unwrapping hold at once
@@ -284,6 +513,10 @@ class Trajectory:
         Temperature found in the file, if any.
     temperature_source : str, optional
         Where it was found (for the record).
+    temperature_note : str, optional
+        Why a temperature-like value in the file was not taken (e.g. an
+        extended-XYZ ``Temperature=`` that changes from frame to frame), for
+        the "give --temperature" message.
     numeric_species_base : int, optional
         Set when species names are bare integers without names (LAMMPS
         ``type`` 1, 2, ...; H5MD integer ``species`` 0, 1, ...): the integer
@@ -309,6 +542,7 @@ class Trajectory:
         has_images: bool = False,
         temperature: float | None = None,
         temperature_source: str | None = None,
+        temperature_note: str | None = None,
         numeric_species_base: int | None = None,
         close: Callable[[], None] | None = None,
         metadata: dict[str, Any] | None = None,
@@ -331,6 +565,7 @@ class Trajectory:
         self.has_images = bool(has_images)
         self.temperature = None if temperature is None else float(temperature)
         self.temperature_source = temperature_source
+        self.temperature_note = temperature_note
         self.numeric_species_base = numeric_species_base
         self.metadata = dict(metadata or {})
         self._frames = frames
@@ -422,7 +657,7 @@ class Trajectory:
 
     def unwrapped(self) -> Iterator[tuple[Frame, np.ndarray]]:
         """Yield ``(frame, unwrapped positions)`` pairs in order."""
-        unwrap = Unwrapper(self.unwrap_method, self.path)
+        unwrap = Unwrapper(self.unwrap_method, self.path, self.particle_ids)
         for frame in self:
             yield frame, unwrap(frame)
 
@@ -456,16 +691,17 @@ class Trajectory:
         elif self.has_images:
             raise DataError(f"frame {k}: image flags missing (present in other frames)", p)
         if frame.position_kind == "wrapped":
-            L, lo = frame.box.L, frame.box.lo
-            rel = (pos - lo) / L  # in [0, 1) when inside the box
+            box = frame.box
+            rel = box.fractional(pos)  # in [0, 1) when inside the box
             bad = (rel < -1.0) | (rel >= 2.0)
             if bad.any():
                 i, a = (int(x) for x in np.argwhere(bad)[0])
-                raise DataError(
-                    f"frame {k}: particle {i} is more than one box length outside the box "
-                    f"({'xyz'[a]} = {pos[i, a]:g}, box [{lo[a]:g}, {lo[a] + L[a]:g}))",
-                    p,
-                )
+                if box.is_triclinic:
+                    where = f"fractional coordinate {'abc'[a]} = {rel[i, a]:g}, cell [0, 1)"
+                else:
+                    L, lo = box.L, box.lo
+                    where = f"{'xyz'[a]} = {pos[i, a]:g}, box [{lo[a]:g}, {lo[a] + L[a]:g})"
+                raise DataError(f"frame {k}: particle {i} is more than one box length outside the box ({where})", p)
 
     def _check_interval(self, frame: Frame, state: dict) -> None:
         """Frames must be equally spaced: p_hop windows are counted in frames.
@@ -517,6 +753,10 @@ class Trajectory:
 
 
 # ---------------------------------------------------------------------- unwrap
+#: a step longer than this fraction of a box vector between two stored frames stops the run
+MAX_STEP_FRACTION = 0.4
+
+
 class Unwrapper:
     """Turn stored positions into unwrapped positions, one frame at a time.
 
@@ -526,42 +766,80 @@ class Unwrapper:
         See the module docstring.
     path : str, optional
         For messages.
+    particle_ids : ndarray, shape (N,), optional
+        Identifiers named in messages (default: row numbers).
+    max_step : float
+        The largest accepted step between consecutive stored frames, in
+        fractional coordinates (box lengths along each box vector); default
+        :data:`MAX_STEP_FRACTION`. A longer step is a :class:`DataError`:
+        particles were reordered between frames (a file without ids), or the
+        frames are too far apart for the minimum-image convention.
 
     Attributes
     ----------
     max_step_fraction : float
-        Largest |displacement component| / box length seen between two
-        consecutive frames (minimum-image method only; 0 otherwise). Values
-        near 0.5 mean the minimum-image assumption is in danger.
+        Largest |step component| in fractional coordinates seen between two
+        consecutive frames (every method).
     """
 
-    def __init__(self, method: str, path: str | None = None):
+    def __init__(self, method: str, path: str | None = None, particle_ids: np.ndarray | None = None,
+                 max_step: float = MAX_STEP_FRACTION):
         if method not in UNWRAP_METHODS:
             raise ValueError(f"unwrap method must be one of {UNWRAP_METHODS}")
         self.method = method
         self.path = path
+        self.particle_ids = particle_ids
+        self.max_step = float(max_step)
         self.max_step_fraction = 0.0
-        self._prev_pos: np.ndarray | None = None
+        self._prev_frac: np.ndarray | None = None
         self._prev_unwrapped: np.ndarray | None = None
+        self._image: np.ndarray | None = None
 
     def __call__(self, frame: Frame) -> np.ndarray:
         pos = np.asarray(frame.positions, dtype=np.float64)
+        box = frame.box
         if self.method == "images":
             if frame.image is None:
                 raise DataError(f"frame {frame.index}: image flags missing", self.path)
-            return pos + frame.image * frame.box.L
-        if self.method == "file":
-            return pos.copy()
-        if self._prev_pos is None:
+            out = pos + box.image_shift(frame.image)
+            step = None if self._prev_unwrapped is None else box.to_fractional(out - self._prev_unwrapped)
+        elif self.method == "file":
             out = pos.copy()
+            step = None if self._prev_unwrapped is None else box.to_fractional(out - self._prev_unwrapped)
         else:
-            step = frame.box.minimum_image(pos - self._prev_pos)
-            frac = float(np.max(np.abs(step) / frame.box.L)) if step.size else 0.0
+            # in fractional coordinates: with a changing box (NPT) this agrees exactly with
+            # unwrapping by image flags, r + ix a + iy b + iz c in the current box
+            s = box.fractional(pos)
+            if self._prev_frac is None:
+                self._image = np.zeros(pos.shape, dtype=np.float64)
+                step = None
+            else:
+                ds = s - self._prev_frac
+                jump = np.round(ds)
+                self._image -= jump
+                step = ds - jump
+            self._prev_frac = s
+            out = pos + box.image_shift(self._image)
+        if step is not None and step.size:
+            big = np.abs(step)
+            frac = float(np.max(big))
             self.max_step_fraction = max(self.max_step_fraction, frac)
-            out = self._prev_unwrapped + step
-        self._prev_pos = pos
+            if frac > self.max_step:
+                self._refuse(frame, big)
         self._prev_unwrapped = out
         return out
+
+    def _refuse(self, frame: Frame, big: np.ndarray) -> None:
+        i, a = (int(x) for x in np.unravel_index(int(np.argmax(big)), big.shape))
+        who = f"particle {i}" if self.particle_ids is None else f"particle id {int(self.particle_ids[i])}"
+        n_far = int((big.max(axis=1) > self.max_step).sum())
+        axis = ("xyz" if not frame.box.is_triclinic else "abc")[a]
+        raise DataError(
+            f"frame {frame.index}: {who} moved {big[i, a]:.3g} box lengths along {axis} since the previous frame "
+            f"({n_far} particles beyond {self.max_step:g}); particles reordered between frames (a file without "
+            "particle ids, or LAMMPS 'dump_modify sort off'), or frames too far apart to unwrap; no labels made",
+            self.path,
+        )
 
 
 def unwrap_positions(frames: Iterable[Frame], method: str, path: str | None = None) -> np.ndarray:

@@ -1,10 +1,13 @@
 """GSD reader (HOOMD schema), through the optional ``gsd`` package (>= 3).
 
 Read per frame: ``particles/position``, ``particles/image``,
-``configuration/box`` (``[Lx, Ly, Lz, xy, xz, yz]``; non-zero tilts are a
-triclinic box and are refused), ``configuration/step``; and once
-``configuration/dimensions``, ``particles/types`` and ``particles/typeid``
-(which must not change). HOOMD boxes are centred on zero and periodic.
+``configuration/box`` (``[Lx, Ly, Lz, xy, xz, yz]``, orthorhombic or
+triclinic: HOOMD's tilt factors are freud's, taken as they are),
+``configuration/step``; and once ``configuration/dimensions``,
+``particles/types`` and ``particles/typeid`` (which must not change). HOOMD
+boxes are centred on zero and periodic. The dimension follows
+:func:`adapters.trajectory.infer_dimensions`: ``configuration/dimensions``
+2, or every z of frame 0 equal, is 2D.
 
 Image flags: gsd omits a chunk that equals frame 0 and readers then fall back
 to frame 0, and HOOMD does not store ``particles/image`` after frame 0 unless
@@ -24,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from adapters.trajectory import Frame, Trajectory, make_box
+from adapters.trajectory import Frame, Trajectory, flat_positions, infer_dimensions, make_box
 from diag.errors import DataError, UsageError
 
 NAME = "gsd"
@@ -136,6 +139,11 @@ def _open(traj, path: str, hoomd) -> Trajectory:
     dim = int(ch.scalar(0, "configuration/dimensions", 3))
     if dim not in (2, 3):
         raise DataError(f"configuration/dimensions is {dim}", path)
+    pos0 = np.asarray(pos0, dtype=np.float64)
+    img0 = ch.get(0, "particles/image")
+    img0 = _int_array(img0, "particles/image", path, 0) if img0 is not None and np.shape(img0) == (n, 3) else None
+    dim = infer_dimensions(pos0, declared=dim, images0=img0)
+    plane = float(pos0[0, 2]) if dim == 2 else None
     raw_types = ch.get(0, "particles/types")
     species = ["A"] if raw_types is None else _type_names(raw_types, path)
     raw_typeid = ch.get(0, "particles/typeid")
@@ -177,8 +185,7 @@ def _open(traj, path: str, hoomd) -> Trajectory:
         b = np.array([1, 1, 1, 0, 0, 0], dtype=np.float64) if raw_box is None else np.asarray(raw_box, dtype=np.float64)
         if b.shape != (6,):
             raise DataError(f"frame {k}: configuration/box has shape {b.shape}, expected (6,)", path)
-        tilts = b[3:4] if dim == 2 else b[3:6]
-        box = make_box(b[:dim], None, tilts=tilts, path=path, frame=k)
+        box = make_box(b[:dim], None, tilts=b[3:6], path=path, frame=k)
         pos = np.asarray(ch.get(k, "particles/position"), dtype=np.float64)
         if pos.shape != (n, 3):
             raise DataError(f"frame {k}: particles/position has shape {pos.shape}, expected ({n}, 3)", path)
@@ -198,7 +205,7 @@ def _open(traj, path: str, hoomd) -> Trajectory:
         return Frame(
             index=k,
             box=box,
-            positions=np.ascontiguousarray(pos[:, :dim]),
+            positions=flat_positions(pos, dim, plane, path, k),
             image=img,
             step=int(step),
             time=None,

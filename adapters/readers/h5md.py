@@ -6,31 +6,53 @@ or the one named by the ``h5md_group`` option)::
     position/value  [T][N][D]      positions (time-dependent element; a plain
     position/step   [T] or []        [N][D] dataset is a single frame); step and
     position/time   [T] or []        time explicit, or fixed increments with an
-                                     'offset' attribute (H5MD 1.1)
+                                     'offset' attribute (H5MD 1.1); both optional
+                                     (MDAnalysis writes neither)
     image/value     [T][N][D]      optional periodic images
     species         [N] or value [T][N]
                                    Integer (named "0", "1", ...; species 0 is the
                                    first species of the structure configuration
-                                   unless a species map says otherwise) or
-                                   Enumeration (the enum names are used)
+                                   unless a species map says otherwise),
+                                   Enumeration (the enum names are used), strings,
+                                   or floats holding integers (znh5md: atomic
+                                   numbers, named "18", ...; map them with
+                                   input.species_map). Optional (H5MD 1.1): without
+                                   it every particle is one species named "0".
     id              [N]            optional particle identifiers
     box             attributes 'dimension', 'boundary' (all 'periodic');
-                    'edges' as an attribute, a [D] dataset (a [D][D] matrix
-                    must be diagonal) or a time-dependent element edges/value
+                    'edges' as an attribute, a [D] dataset, a [D][D] matrix whose
+                    rows are the box vectors (triclinic allowed; a cell not in
+                    freud's form is rotated with the positions), or a
+                    time-dependent element edges/value of either shape
+
+NaN padding (znh5md stores frames with fewer particles as NaN rows): rows
+that are NaN in every position component and species of frame 0 are padding
+and dropped; a frame whose set of padded rows differs from frame 0's has
+another number of particles, which is refused.
 
 ``parameters`` (root group): attribute or scalar dataset ``temperature``.
 
 H5MD defines no box origin, and without ``image`` a position may be any
 periodic image of the particle: the box is taken centred on zero, positions
 with ``image`` are range-checked, positions without it are not, and they are
-unwrapped by minimum image.
+unwrapped by minimum image (fractional coordinates). The dimension follows
+:func:`adapters.trajectory.infer_dimensions` (a 3-D file whose z are all
+equal in frame 0 is 2D).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from adapters.trajectory import Frame, Trajectory, check_frame_memory, make_box
+from adapters.trajectory import (
+    Frame,
+    Trajectory,
+    box_from_cell,
+    check_frame_memory,
+    flat_positions,
+    infer_dimensions,
+    make_box,
+)
 from diag.dataset import check_hdf5_heaps, check_vlen_lengths, h5_kind, read_attr
 from diag.errors import DataError
 
@@ -223,47 +245,90 @@ def _open(f, path: str, group: str | None) -> Trajectory:
     def box_of(edges, k):
         edges = np.asarray(edges, dtype=np.float64)
         if edges.ndim == 2:
-            lengths, tilts = np.diag(edges), edges[~np.eye(dim, dtype=bool)]
-        else:
-            lengths, tilts = edges, None
-        return make_box(lengths, None, tilts=tilts, periodic=periodic, boundary_text=boundary, path=path, frame=k)
+            return box_from_cell(edges[:dim, :dim], None, periodic=periodic[:dim], boundary_text=boundary,
+                                 path=path, frame=k)
+        return make_box(edges[:dim], None, periodic=periodic[:dim], boundary_text=boundary, path=path, frame=k), None
 
+    # ------------------------------------------------------------- dimension
+    pos0 = np.asarray(read_pos(0), dtype=np.float64)
+    file_dim = dim
+    dim = infer_dimensions(pos0[np.isfinite(pos0).all(axis=1)])
+    plane = None
+    if dim == 2 and file_dim == 3:
+        finite = pos0[np.isfinite(pos0).all(axis=1)]
+        plane = float(finite[0, 2]) if finite.size else None
     fixed_box = box_of(fixed_edges, 0) if fixed_edges is not None else None
 
     # ----------------------------------------------------------------- species
-    if "species" not in g:
-        raise DataError(f"no '{where}/species': cannot tell the particle species", path)
-    se = g["species"]
-    species_td = isinstance(se, h5py.Group)
-    if species_td and "value" not in se:
-        raise DataError(f"no '{where}/species/value'", path)
-    sval = _dataset(se["value"] if species_td else se, f"{where}/species", path)
-    expect = (n_frames, n) if species_td else (n,)
-    if sval.shape != expect:
-        raise DataError(f"'{where}/species' has shape {sval.shape}, expected {expect} for {n} particles", path)
-    if h5_kind(sval.dtype) not in ("number", "enum", "string"):
-        raise DataError(f"'{where}/species' must be Integer or Enumeration, got {sval.dtype}", path)
-    if h5_kind(sval.dtype) == "number" and not np.issubdtype(sval.dtype, np.integer):
-        raise DataError(f"'{where}/species' must be Integer or Enumeration, got {sval.dtype}", path)
-    check_vlen_lengths(sval, path)  # string species: damaged lengths would cost gigabytes
-    s0 = sval[0] if species_td else sval[()]
-    enum = h5py.check_enum_dtype(sval.dtype)
     numeric_base = None
-    if enum is not None:
-        by_value = {int(v): str(k) for k, v in enum.items()}
-        codes = np.asarray(s0, dtype=np.int64)
-        uniq, types = np.unique(codes, return_inverse=True)
-        species = [by_value.get(int(u), str(int(u))) for u in uniq]
-    elif np.issubdtype(sval.dtype, np.integer):
-        uniq, types = np.unique(np.asarray(s0, dtype=np.int64), return_inverse=True)
-        species = [str(int(u)) for u in uniq]
-        numeric_base = 0
-    elif h5py.check_string_dtype(sval.dtype) is not None:
-        labels = np.array([_as_str(v) for v in s0])
-        uniq, types = np.unique(labels, return_inverse=True)
-        species = [str(u) for u in uniq]
+    species_td = False
+    sval = s0 = None
+    padded = np.isnan(pos0).all(axis=1)  # NaN padding rows of frame 0 (znh5md)
+    if "species" not in g:
+        # H5MD 1.1 makes species optional (MDAnalysis writes none): one species
+        species, types, numeric_base = ["0"], np.zeros(n, dtype=np.int64), 0
     else:
-        raise DataError(f"'{where}/species' must be Integer or Enumeration, got {sval.dtype}", path)
+        se = g["species"]
+        species_td = isinstance(se, h5py.Group)
+        if species_td and "value" not in se:
+            raise DataError(f"no '{where}/species/value'", path)
+        sval = _dataset(se["value"] if species_td else se, f"{where}/species", path)
+        expect = (n_frames, n) if species_td else (n,)
+        if sval.shape != expect:
+            raise DataError(f"'{where}/species' has shape {sval.shape}, expected {expect} for {n} particles", path)
+        if h5_kind(sval.dtype) not in ("number", "enum", "string"):
+            raise DataError(f"'{where}/species' must be Integer or Enumeration, got {sval.dtype}", path)
+        check_vlen_lengths(sval, path)  # string species: damaged lengths would cost gigabytes
+        s0 = sval[0] if species_td else sval[()]
+        enum = h5py.check_enum_dtype(sval.dtype)
+        if enum is not None:
+            by_value = {int(v): str(k) for k, v in enum.items()}
+            codes = np.asarray(s0, dtype=np.int64)
+            uniq, types = np.unique(codes, return_inverse=True)
+            species = [by_value.get(int(u), str(int(u))) for u in uniq]
+        elif np.issubdtype(sval.dtype, np.integer):
+            uniq, types = np.unique(np.asarray(s0, dtype=np.int64), return_inverse=True)
+            species = [str(int(u)) for u in uniq]
+            numeric_base = 0
+        elif np.issubdtype(sval.dtype, np.floating):
+            # znh5md: atomic numbers as floats, NaN where a frame has fewer particles
+            sf = np.asarray(s0, dtype=np.float64)
+            nan_rows = np.isnan(sf)
+            real = sf[~nan_rows]
+            if not np.isfinite(real).all() or (np.rint(real) != real).any() or (np.abs(real) >= 2.0**53).any():
+                bad = real[~np.isfinite(real) | (np.rint(real) != real) | (np.abs(real) >= 2.0**53)][0]
+                raise DataError(
+                    f"'{where}/species' holds {bad:g}: float species must hold integers (Integer or Enumeration "
+                    "species are the H5MD standard)",
+                    path,
+                )
+            if not np.array_equal(nan_rows, padded):
+                raise DataError(f"frame 0: '{where}/species' and positions disagree on which rows are NaN padding",
+                                path)
+            codes = np.zeros(n, dtype=np.int64)
+            codes[~nan_rows] = real.astype(np.int64)
+            uniq, inv = np.unique(codes[~nan_rows], return_inverse=True)
+            types = np.zeros(n, dtype=np.int64)
+            types[~nan_rows] = inv
+            species = [str(int(u)) for u in uniq]
+            creator = ""
+            if "h5md/creator" in f and "name" in f["h5md/creator"].attrs:
+                creator = _as_str(f["h5md/creator"].attrs["name"]).lower()
+            numeric_base = None if creator == "znh5md" else 0  # znh5md stores atomic numbers
+        elif h5py.check_string_dtype(sval.dtype) is not None:
+            labels = np.array([_as_str(v) for v in s0])
+            uniq, types = np.unique(labels, return_inverse=True)
+            species = [str(u) for u in uniq]
+        else:
+            raise DataError(f"'{where}/species' must be Integer or Enumeration, got {sval.dtype}", path)
+    keep = np.flatnonzero(~padded)
+    if keep.size == 0:
+        raise DataError(f"frame 0: every row of '{where}/position' is NaN (no particles)", path)
+    if keep.size < n and keep[-1] != keep.size - 1:
+        raise DataError(f"frame 0: NaN rows of '{where}/position' are not at the end (not NaN padding); "
+                        "a position is not finite", path)
+    n_real = int(keep.size)
+    types = np.asarray(types)[:n_real]
 
     # -------------------------------------------------------------- image, id
     img_val = None
@@ -273,7 +338,7 @@ def _open(f, path: str, group: str | None) -> Trajectory:
             raise DataError(f"no '{where}/image/value'", path)
         img_val = _dataset(ie["value"] if isinstance(ie, h5py.Group) else ie, f"{where}/image", path)
         _numeric(img_val, f"{where}/image", path)
-        expect = (n_frames, n, dim) if isinstance(ie, h5py.Group) else (n, dim)
+        expect = (n_frames, n, file_dim) if isinstance(ie, h5py.Group) else (n, file_dim)
         if img_val.shape != expect:
             raise DataError(f"'{where}/image' has shape {img_val.shape}, expected {expect}", path)
         img_td = isinstance(ie, h5py.Group)
@@ -289,7 +354,15 @@ def _open(f, path: str, group: str | None) -> Trajectory:
         expect = (n_frames, n) if id_val is not None else (n,)
         if id_ds.shape != expect:
             raise DataError(f"'{where}/id' has shape {id_ds.shape}, expected {expect}", path)
-        ids = np.asarray(id_ds[0] if id_val is not None else id_ds[()], dtype=np.int64)
+        ids = np.asarray(id_ds[0] if id_val is not None else id_ds[()], dtype=np.int64)[:n_real]
+    # particles in the order of their ids (a time-dependent id element may reorder them per frame)
+    order0 = None
+    if ids is not None:
+        order0 = np.argsort(ids, kind="stable")
+        ids = ids[order0]
+        if np.unique(ids).size != ids.size:
+            raise DataError(f"'{where}/id' holds duplicate ids", path)
+        types = types[order0]
 
     # ------------------------------------------------------------- temperature
     temperature = source = None
@@ -310,21 +383,54 @@ def _open(f, path: str, group: str | None) -> Trajectory:
                 raise DataError(f"parameters/temperature is not a number ({raw!r})", path) from None
 
     def read_image(k):
-        raw = np.asarray(img_val[k] if img_td else img_val[()], dtype=np.float64)
+        raw = np.asarray(img_val[k] if img_td else img_val[()], dtype=np.float64)[:n_real, :dim]
         if not np.isfinite(raw).all() or (np.abs(raw) >= 2.0**62).any():
             raise DataError(f"frame {k}: '{where}/image' holds a value that is not a finite integer", path)
         return np.rint(raw).astype(np.int64)
 
+    def same_species(a, b) -> bool:
+        a, b = np.asarray(a), np.asarray(b)
+        if np.issubdtype(a.dtype, np.floating) and np.issubdtype(b.dtype, np.floating):
+            return np.array_equal(a, b, equal_nan=True)
+        return np.array_equal(a, b)
+
     def frames():
         for k in range(n_frames):
             try:
-                pos = np.asarray(read_pos(k), dtype=np.float64)
-                box = fixed_box if fixed_box is not None else box_of(edges_val[k], k)
+                raw = np.asarray(read_pos(k), dtype=np.float64)
+                if n_real < n and not np.isnan(raw[n_real:]).all():
+                    raise DataError(
+                        f"frame {k}: more particles than frame 0 ({n_real}; NaN padding); the particle number "
+                        "must be constant",
+                        path,
+                    )
+                pos = raw[:n_real]
+                gone = np.isnan(pos).all(axis=1)
+                if gone.any():
+                    raise DataError(
+                        f"frame {k}: {n_real - int(gone.sum())} particles (NaN padding), frame 0 has {n_real}; "
+                        "the particle number must be constant",
+                        path,
+                    )
+                box, rotation = fixed_box if fixed_box is not None else box_of(edges_val[k], k)
                 img = None if img_val is None else read_image(k)
-                if species_td and k > 0 and not np.array_equal(sval[k], s0):
+                if species_td and k > 0 and id_val is None and not same_species(sval[k], s0):
                     raise DataError(f"frame {k}: particle species differ from frame 0 (must be constant)", path)
-                if id_val is not None and k > 0 and not np.array_equal(np.asarray(id_val[k], dtype=np.int64), ids):
-                    raise DataError(f"frame {k}: particle ids (order) differ from frame 0; not supported", path)
+                order = order0
+                if id_val is not None and k > 0:
+                    ids_k = np.asarray(id_val[k], dtype=np.int64)[:n_real]
+                    order = np.argsort(ids_k, kind="stable")
+                    if not np.array_equal(ids_k[order], ids):
+                        raise DataError(f"frame {k}: particle ids differ from frame 0", path)
+                    if species_td and not same_species(np.asarray(sval[k])[:n_real][order],
+                                                       np.asarray(s0)[:n_real][order0]):
+                        raise DataError(f"frame {k}: particle species differ from frame 0 (must be constant)", path)
+                if order is not None:
+                    pos = pos[order]
+                    img = None if img is None else img[order]
+                pos = flat_positions(pos, dim, plane, path, k)
+                if rotation is not None:
+                    pos = np.ascontiguousarray(pos @ rotation)
             except DataError:
                 raise
             except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
@@ -354,5 +460,5 @@ def _open(f, path: str, group: str | None) -> Trajectory:
         temperature_source=source,
         numeric_species_base=numeric_base,
         close=f.close,
-        metadata={"particle_group": group},
+        metadata={"particle_group": group, **({} if "species" in g else {"species": "none in the file: one species"})},
     )

@@ -258,10 +258,10 @@ BAD_CASES = {
     # name: (format, editor, expected message fragment)
     "lammps-zero-box": ("lammps", lambda p, s: _edit_text(p, _lammps_box_line(s), f"{float(s.low[0])!r} {float(s.low[0])!r}\n"), "zero"),
     "lammps-non-periodic": ("lammps", lambda p, s: _edit_text(p, "BOX BOUNDS pp pp pp", "BOX BOUNDS ff pp pp"), "not periodic"),
-    "lammps-triclinic": (
+    "lammps-tilts-missing": (
         "lammps",
         lambda p, s: _edit_text(p, "BOX BOUNDS pp pp pp", "BOX BOUNDS xy xz yz pp pp pp"),
-        "triclinic",
+        "malformed BOX BOUNDS lines (2 values",
     ),
     "lammps-wrong-columns": ("lammps", lambda p, s: _edit_text(p, "ITEM: ATOMS id type x y z ix iy iz", "ITEM: ATOMS id type q x y z ix iy iz"), "malformed"),
     "lammps-no-position": ("lammps", lambda p, s: _edit_text(p, "x y z ix", "a b c ix", count=-1), "no position columns"),
@@ -270,17 +270,14 @@ BAD_CASES = {
     "lammps-uneven-steps": ("lammps", lambda p, s: _edit_text(p, f"TIMESTEP\n{s.steps[3]}\n", f"TIMESTEP\n{s.steps[3] + 7}\n"), "not equally spaced"),
     "xyz-zero-box": ("xyz", None, "zero"),
     "xyz-non-periodic": ("xyz", None, "not periodic"),
-    "xyz-triclinic": ("xyz", None, "triclinic"),
     "xyz-lattice-shape": ("xyz", None, "Lattice has 6 numbers"),
     "xyz-no-lattice": ("xyz", lambda p, s: _edit_text(p, "Lattice=", "Cell=", count=-1), "no Lattice"),
     "h5md-zero-box": ("h5md", None, "zero"),
     "h5md-non-periodic": ("h5md", None, "not periodic"),
-    "h5md-triclinic": ("h5md", None, "triclinic"),
     "h5md-species-shape": ("h5md", None, "species"),
     "h5md-position-shape": ("h5md", None, "components"),
     "h5md-not-h5md": ("h5md", None, "not an H5MD file"),
     "gsd-zero-box": ("gsd", None, "zero"),
-    "gsd-triclinic": ("gsd", None, "triclinic"),
 }
 
 
@@ -291,7 +288,6 @@ def _make_bad(name, path, syn):
         kw = {
             "xyz-zero-box": {"lattice": [0, 0, 0, 0, L[1], 0, 0, 0, L[2]]},
             "xyz-non-periodic": {"pbc": "T F T"},
-            "xyz-triclinic": {"lattice": [L[0], 0, 0, 0.5, L[1], 0, 0, 0, L[2]]},
             "xyz-lattice-shape": {"lattice": [L[0], 0, 0, 0, L[1], 0]},
         }.get(name, {})
         write_xyz(path, syn, **kw)
@@ -299,7 +295,6 @@ def _make_bad(name, path, syn):
         kw = {
             "h5md-zero-box": {"edges_value": [L[0], 0.0, L[2]]},
             "h5md-non-periodic": {"boundary": ["periodic", "none", "periodic"]},
-            "h5md-triclinic": {"edges": "matrix", "edges_value": [[L[0], 0, 0], [0.3, L[1], 0], [0, 0, L[2]]]},
         }.get(name, {})
         write_h5md(path, syn, **kw)
         with h5py.File(path, "a") as f:
@@ -314,7 +309,7 @@ def _make_bad(name, path, syn):
             elif name == "h5md-not-h5md":
                 del f["h5md"]
     elif fmt == "gsd":
-        box = {"gsd-zero-box": [L[0], 0.0, L[2], 0, 0, 0], "gsd-triclinic": [*L, 0.2, 0, 0]}[name]
+        box = {"gsd-zero-box": [L[0], 0.0, L[2], 0, 0, 0]}[name]
         write_gsd(path, syn, box=box)
     else:
         write(fmt, path, syn)
