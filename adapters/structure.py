@@ -1,7 +1,8 @@
 """Species-resolved structure functions (radial and angular), 2D and 3D, periodic boxes.
 
-For a particle ``i``, its neighbours ``j, k`` (minimum image, ``r_ij < cutoff``) and species
-``X, Y``::
+The functions of the infinite periodic system, for any box (orthorhombic or triclinic, of any
+size). For a particle ``i``, its neighbours ``j, k`` (every periodic image of every particle,
+``i``'s own images included, with ``0 < r_ij < cutoff``) and species ``X, Y``::
 
     radial   G_X(i; r)   = sum_{j in X, j != i} exp(-(r_ij - r)^2 / (2 L^2))
     angular  Psi_XY(i; xi, lambda, zeta)
@@ -10,7 +11,10 @@ For a particle ``i``, its neighbours ``j, k`` (minimum image, ``r_ij < cutoff``)
 The angular sum runs over **unordered** pairs ``{j, k}`` of distinct neighbours of ``i`` (both
 ``!= i``) with one member in ``X`` and the other in ``Y``, each pair once (so for ``X == Y`` the
 ordered double sum divided by two; for ``X != Y`` each ``(j in X, k in Y)`` once).
-``r_jk = |d_ik - d_ij|`` is built from the two minimum-image bond vectors ``d`` seen from ``i``.
+``r_jk = |d_ik - d_ij|`` is built from the two bond vectors ``d`` seen from ``i``. When the cutoff
+is below half the smallest perpendicular width of the box, the only image within it is the
+minimum image; otherwise several images of a particle (and images of ``i``) are neighbours. The
+brute-force definition is :mod:`adapters.structure_reference`.
 
 The neighbour cutoffs are derived from the grid and the truncation ``tolerance`` (see
 :attr:`StructureConfig.cutoff` and ``docs/structure-functions.md``); no term that the cutoff drops
@@ -27,6 +31,7 @@ The sums run in compiled numba kernels (``adapters._structure_numba``, optional 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -48,7 +53,17 @@ ANGULAR_CONVENTION = "exp(-(r_ij^2+r_ik^2+r_jk^2)/xi^2)*(1+lambda*cos(theta_jik)
 PAIR_COUNTING = (
     "unordered pairs {j,k} of distinct neighbours of i (j != k, both != i), each pair once: "
     "X == Y counts each unordered pair once (half the ordered double sum), "
-    "X != Y counts each (j in X, k in Y) once; r_jk = |r_ik - r_ij| from the minimum-image bond vectors"
+    "X != Y counts each (j in X, k in Y) once (j, k may be two periodic images of one particle); "
+    "r_jk = |d_ik - d_ij| from the two bond vectors d seen from i"
+)
+NEIGHBOUR_CONDITION = (
+    "0 < r_ij < cutoff of the family (strict), j over every periodic image of every particle, "
+    "including i's own periodic images (only i itself, at r = 0, is excluded)"
+)
+BOUNDARY = (
+    "periodic box, orthorhombic or triclinic (freud/HOOMD Lx, Ly, Lz, xy, xz, yz), any size: the "
+    "functions of the infinite periodic system, every periodic image within the cutoff counts "
+    "(when the cutoff is below half the smallest perpendicular box width this is the minimum image)"
 )
 RADIAL_CUTOFF_FORMULA = "max(radial_r) + L*sqrt(2*ln(1/tolerance))"
 ANGULAR_CUTOFF_FORMULA = "max(xi)*sqrt(ln(1/tolerance)/1.5)"
@@ -354,8 +369,8 @@ class StructureConfig:
             "angular_cutoff": self.angular_cutoff,
             "angular_cutoff_formula": ANGULAR_CUTOFF_FORMULA,
             "cutoff": self.cutoff,
-            "neighbour_condition": "0 < r_ij < cutoff of the family (strict), minimum image",
-            "boundary": "periodic orthorhombic box, minimum image; cutoff must be < half the smallest box length",
+            "neighbour_condition": NEIGHBOUR_CONDITION,
+            "boundary": BOUNDARY,
             "feature_order": "G_X for X in species (each over radial_r), then Psi_XY for (X,Y) in pairs (each over angular)",
             "radial_window_eps": _RADIAL_WINDOW_EPS,
             "radial_window_meaning": "uniform radial grids skip grid points where one term is below this",
@@ -382,38 +397,146 @@ def _radial_grid_from_json(v: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- inputs
-def _as_box(box):
-    """freud Box (orthorhombic, periodic) from a Box or (Lx, Ly[, Lz]); returns (box, lengths)."""
+@dataclass(frozen=True)
+class _BoxGeom:
+    """A periodic box: ``dim``, lengths ``(Lx, Ly[, Lz])`` and tilt factors ``(xy, xz, yz)``
+    (freud / HOOMD convention; ``xz = yz = 0`` in 2D).
+
+    The lattice vectors are the columns of :attr:`matrix`: ``a1 = (Lx, 0, 0)``,
+    ``a2 = (xy Ly, Ly, 0)``, ``a3 = (xz Lz, yz Lz, Lz)``.
+    """
+
+    lengths: np.ndarray
+    tilts: tuple[float, float, float]
+
+    @property
+    def dim(self) -> int:
+        return int(self.lengths.size)
+
+    @property
+    def orthorhombic(self) -> bool:
+        return self.tilts == (0.0, 0.0, 0.0)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(dim, dim) lattice vectors as columns."""
+        xy, xz, yz = self.tilts
+        if self.dim == 2:
+            Lx, Ly = self.lengths
+            return np.array([[Lx, xy * Ly], [0.0, Ly]])
+        Lx, Ly, Lz = self.lengths
+        return np.array([[Lx, xy * Ly, xz * Lz], [0.0, Ly, yz * Lz], [0.0, 0.0, Lz]])
+
+    @property
+    def widths(self) -> np.ndarray:
+        """Perpendicular widths (distances between opposite faces), shape (dim,); the lengths
+        for an orthorhombic box."""
+        if self.orthorhombic:
+            return self.lengths.copy()
+        return 1.0 / np.linalg.norm(np.linalg.inv(self.matrix), axis=1)
+
+    def params(self) -> tuple[float, float, float, float, float, float]:
+        """``(Lx, Ly, Lz, xy, xz, yz)`` (``Lz = 0`` in 2D)."""
+        L = [float(x) for x in self.lengths] + ([0.0] if self.dim == 2 else [])
+        return (L[0], L[1], L[2], *self.tilts)
+
+
+_BOX_FORMS = "a freud.box.Box, (Lx, Ly), (Lx, Ly, Lz) or (Lx, Ly, Lz, xy, xz, yz)"
+
+
+def _as_box(box) -> _BoxGeom:
+    """The periodic box from a freud Box (or any object with ``freud_params()`` or freud's
+    attributes ``Lx .. yz, is2D``), or 2, 3 or 6 numbers (``Lz = 0``: 2D); freud is not imported."""
+    if hasattr(box, "freud_params") and callable(box.freud_params):
+        vals = box.freud_params()
+    elif all(hasattr(box, a) for a in ("Lx", "Ly", "Lz", "xy", "xz", "yz", "is2D")):
+        periodic = getattr(box, "periodic", None)
+        n_ax = 2 if box.is2D else 3
+        if periodic is not None and not all(bool(p) for p in list(periodic)[:n_ax]):
+            raise UsageError("only fully periodic boxes are supported")
+        vals = (box.Lx, box.Ly, 0.0 if box.is2D else box.Lz, box.xy,
+                0.0 if box.is2D else box.xz, 0.0 if box.is2D else box.yz)
+    else:
+        vals = box
+    try:
+        arr = np.asarray(vals, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise UsageError(f"box must be {_BOX_FORMS}") from None
+    if arr.size not in (2, 3, 6):
+        raise UsageError(f"box must be {_BOX_FORMS}, got {arr.size} numbers")
+    if arr.size == 2:
+        arr = np.concatenate([arr, [0.0]])
+    lengths = arr[:3]
+    tilts = arr[3:] if arr.size == 6 else np.zeros(3)
+    if not np.all(np.isfinite(lengths)):
+        raise DataError(f"box lengths must be finite, got {lengths.tolist()}")
+    if not np.all(np.isfinite(tilts)):
+        raise DataError(f"box tilt factors must be finite, got {tilts.tolist()}")
+    if lengths[2] == 0:
+        if tilts[1] != 0 or tilts[2] != 0:
+            raise UsageError(f"a 2D box (Lz = 0) has no xz or yz tilt, got xz={tilts[1]:g}, yz={tilts[2]:g}")
+        lengths = lengths[:2]
+    if np.any(lengths <= 0):
+        raise DataError(f"box lengths must be positive, got {lengths.tolist()}")
+    # +0.0 turns -0.0 into 0.0 (so that an orthorhombic box compares equal to (0, 0, 0))
+    return _BoxGeom(lengths=lengths.copy(), tilts=tuple(float(t) + 0.0 for t in tilts))
+
+
+def _freud_box(lengths: np.ndarray):
+    """Orthorhombic periodic freud box of these lengths (imports freud: the freud engine only)."""
     import freud
 
-    if isinstance(box, freud.box.Box):
-        b = box
-        if b.is2D:
-            lengths = np.array([b.Lx, b.Ly], dtype=np.float64)
-        else:
-            lengths = np.array([b.Lx, b.Ly, b.Lz], dtype=np.float64)
-        if not np.all(np.isfinite(lengths)) or np.any(lengths <= 0):
-            raise DataError(f"box lengths must be positive and finite, got {lengths.tolist()}")
-        if abs(b.xy) > 0 or abs(b.xz) > 0 or abs(b.yz) > 0:
-            raise UsageError("only orthorhombic boxes are supported (the box has tilt factors)")
-        if not all(bool(p) for p in b.periodic[: len(lengths)]):
-            raise UsageError("only fully periodic boxes are supported")
-        return b, lengths
-    try:
-        arr = np.asarray(box, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise UsageError("box must be a freud.box.Box or (Lx, Ly[, Lz])") from None
-    if arr.size not in (2, 3):
-        raise UsageError(f"box must be a freud.box.Box or (Lx, Ly[, Lz]), got {arr.size} numbers")
-    if not np.all(np.isfinite(arr)):
-        raise DataError(f"box lengths must be finite, got {arr.tolist()}")
-    if arr.size == 3 and arr[2] == 0:
-        arr = arr[:2]
-    if np.any(arr <= 0):
-        raise DataError(f"box lengths must be positive, got {arr.tolist()}")
-    if arr.size == 2:
-        return freud.box.Box(arr[0], arr[1], 0.0, is2D=True), arr
-    return freud.box.Box(arr[0], arr[1], arr[2]), arr
+    if lengths.size == 2:
+        return freud.box.Box(float(lengths[0]), float(lengths[1]), 0.0, is2D=True)
+    return freud.box.Box(float(lengths[0]), float(lengths[1]), float(lengths[2]))
+
+
+def _periodic_images(geom: _BoxGeom, pts: np.ndarray, reach: float):
+    """The particles and every periodic image of them within ``reach`` of the box (the images that
+    can lie within ``reach`` of a particle in the box), as an open set of points in a large
+    orthorhombic box in which no two of them are periodic neighbours within ``reach``.
+
+    Parameters
+    ----------
+    geom : the periodic box
+    pts : (N, 3) positions (z = 0 in 2D), any (wrapped here)
+    reach : the neighbour cutoff
+
+    Returns
+    -------
+    (P, orig, L_big): (M, 3) image positions, the first N the particles themselves (same order);
+    (M,) particle of each image; (dim,) lengths of the orthorhombic box that holds them.
+    """
+    dim = geom.dim
+    A = geom.matrix
+    inv = np.linalg.inv(A)
+    f = pts[:, :dim] @ inv.T
+    f -= np.floor(f + 0.5)  # fractional coordinates in [-1/2, 1/2): the box, freud's centred convention
+    # a neighbour within reach of a particle of the box is within reach / w_a of the box along each
+    # reciprocal direction a (w_a: perpendicular width); pad the box by that in fractional units
+    pad = reach * (1.0 + 1e-9) / geom.widths + 1e-9
+    lim = 0.5 + pad
+    kmax = [int(math.ceil(p)) + 1 for p in pad]
+    axes = [sorted(range(-k, k + 1), key=abs) for k in kmax]  # the zero shift first
+    keep_ax = [{n: np.abs(f[:, a] + n) <= lim[a] for n in axes[a]} for a in range(dim)]
+    idx_parts, shift_parts = [], []
+    for n in itertools.product(*axes):
+        m = keep_ax[0][n[0]]
+        for a in range(1, dim):
+            m = m & keep_ax[a][n[a]]
+        ix = np.flatnonzero(m)
+        if ix.size:
+            idx_parts.append(ix)
+            shift_parts.append(np.broadcast_to(np.asarray(n, dtype=np.float64), (ix.size, dim)))
+    orig = np.concatenate(idx_parts)
+    G = f[orig] + np.concatenate(shift_parts)
+    P = np.zeros((orig.size, 3))
+    P[:, :dim] = G @ A.T
+    lo, hi = P[:, :dim].min(axis=0), P[:, :dim].max(axis=0)
+    P[:, :dim] -= 0.5 * (lo + hi)
+    # along every axis, any wrapped copy of a point is farther than reach from every other point
+    L_big = np.maximum(hi - lo + 1.25 * reach, 3.0 * reach) + 1e-6
+    return P, orig.astype(np.int64), L_big
 
 
 # ----------------------------------------------------------------------------- plans
@@ -642,10 +765,14 @@ class StructureFunctions:
 
         Parameters
         ----------
-        box : freud.box.Box or (Lx, Ly) or (Lx, Ly, Lz)
-            Periodic orthorhombic box; ``Lz = 0`` or two lengths means 2D.
+        box : freud.box.Box, (Lx, Ly), (Lx, Ly, Lz) or (Lx, Ly, Lz, xy, xz, yz)
+            Periodic box, orthorhombic or triclinic (freud / HOOMD tilt factors); ``Lz = 0`` or
+            two lengths means 2D. An object with a ``freud_params()`` method returning the
+            6-tuple is accepted too. Any size: when the cutoff exceeds half the box, every
+            periodic image within the cutoff counts (particle ``i``'s own images included).
         points : (N, 3) array
-            Positions (``z = 0`` in 2D; ``(N, 2)`` is accepted in 2D). Wrapped into the box.
+            Positions (``z = 0`` in 2D; ``(N, 2)`` is accepted in 2D), in any periodic image
+            (wrapped into the box here, freud's centred convention).
         types : (N,) int array
             Type ids in ``[0, len(config.species))``.
         query_indices : int array, optional
@@ -657,8 +784,8 @@ class StructureFunctions:
         """
         cfg = self.config
         cfg._validate()
-        fbox, lengths = _as_box(box)
-        dim = lengths.size
+        geom = _as_box(box)
+        dim = geom.dim
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] not in (2, 3) or (pts.shape[1] == 2 and dim == 3):
             raise DataError(f"points must have shape (N, 3) (or (N, 2) in 2D), got {pts.shape}")
@@ -695,17 +822,20 @@ class StructureFunctions:
             if q.size and (q.min() < 0 or q.max() >= n):
                 raise UsageError(f"query_indices must lie in [0, {n})")
         rc = cfg.cutoff
-        half = 0.5 * float(lengths.min())
-        if rc >= half:
-            raise UsageError(
-                f"neighbour cutoff {rc:.4g} (derived from the grid and tolerance {cfg.tolerance:g}) is not "
-                f"below half the smallest box length ({half:.4g}); the minimum image would break"
-            )
-        # wrap into [-L/2, L/2)
-        pts = pts.copy()
-        pts[:, :dim] -= lengths * np.floor(pts[:, :dim] / lengths + 0.5)
-
-        ctx = _Context(cfg, fbox, lengths, pts, typ, self.neighbours)
+        lengths = geom.lengths
+        if geom.orthorhombic and rc < 0.5 * float(lengths.min()):
+            # the usual case: every particle has at most one image within the cutoff, the minimum
+            # image; wrap into [-L/2, L/2)
+            pts = pts.copy()
+            pts[:, :dim] -= lengths * np.floor(pts[:, :dim] / lengths + 0.5)
+            ctx = _Context(cfg, lengths, pts, typ, self.neighbours)
+        else:
+            # small or triclinic box: the particles and their periodic images within the cutoff of
+            # the box, explicitly, in a large orthorhombic box where no wrap-around is near; the
+            # queries are the particles themselves (the first n points)
+            P, orig, L_big = _periodic_images(geom, pts, rc)
+            ctx = _Context(cfg, L_big, P, typ[orig], self.neighbours, orig=orig,
+                           density=n / abs(float(np.linalg.det(geom.matrix))))
         out = np.empty((q.size, cfg.n_features), dtype=np.float32)
         groups = ctx.groups(q, self.chunk_size)  # list of positions into q
         if self._nb is not None:
@@ -731,14 +861,22 @@ class StructureFunctions:
 
 
 class _Context:
-    """One frame's data for chunked computation (shared read-only by worker threads)."""
+    """One frame's data for chunked computation (shared read-only by worker threads).
 
-    def __init__(self, cfg, fbox, lengths, pts, typ, engine):
+    ``pts`` (N, 3) lie in the orthorhombic periodic box ``lengths`` (centred), ``rq`` below half of
+    every length. With explicit periodic images (``_periodic_images``), ``orig`` maps each point to
+    its particle (for messages) and ``density`` is the particles' number density (the points' own
+    density in the large box is lower).
+    """
+
+    def __init__(self, cfg, lengths, pts, typ, engine, orig=None, density=None):
         self.cfg = cfg
         self.dim = dim = lengths.size
         self.L = lengths
         self.pts = pts
         self.typ = typ
+        self.orig = orig
+        self.density = float(len(pts) / np.prod(lengths)) if density is None else float(density)
         self.ns = len(cfg.species)
         self.rad = _RadialPlan(cfg) if cfg.n_radial else None
         self.ang = _AngularPlan(cfg) if cfg.n_angular else None
@@ -792,8 +930,16 @@ class _Context:
         if engine == "freud":
             import freud
 
+            fbox = _freud_box(lengths)
             p32 = pts.astype(np.float32)
             self.aabb = [freud.locality.AABBQuery(fbox, p32[ix]) if ix.size else None for ix in self.sp_idx]
+
+    def pid(self, i) -> int:
+        """The particle index of point i (points beyond the first N are periodic images)."""
+        return int(i) if self.orig is None else int(self.orig[int(i)])
+
+    def coincident(self, i, j) -> DataError:
+        return DataError(f"particles {self.pid(i)} and {self.pid(j)} are at the same position")
 
     # -------------------------------------------------------------- grouping
     def groups(self, q: np.ndarray, chunk: int) -> list[np.ndarray]:
@@ -867,7 +1013,7 @@ class _Context:
             qi, vec, d2, pj = qi[keep], vec[:, keep], d2[keep], pj[keep]
             if d2.size and d2.min() == 0.0:
                 k = int(np.argmin(d2))
-                raise DataError(f"particles {int(qidx[qi[k]])} and {int(pj[k])} are at the same position")
+                raise self.coincident(qidx[qi[k]], pj[k])
             return qi, vec, d2
         cc = self.cell_coord[qidx[0]]
         cand, shift = self._candidates(cc, s)
@@ -932,7 +1078,7 @@ class _Context:
             z = np.flatnonzero(d2 == 0.0)
             pairs = [(int(qidx[qi[k]]), int(cand[cj[k]])) for k in z]
             other = next(((i, j) for i, j in pairs if i != j), pairs[0])
-            raise DataError(f"particles {other[0]} and {other[1]} are at the same position")
+            raise self.coincident(*other)
         return qi, vec, d2
 
     # -------------------------------------------------------------- chunk
@@ -1306,10 +1452,8 @@ class _NumbaRun:
         cfg = ctx.cfg
         self.plan = _NumbaPlan(cfg, ctx.rad, ctx.ang, ctx.pair_slots)
         self.sargs = self.plan.sum_args()
-        n = len(ctx.pts)
-        vol = float(np.prod(ctx.L))
         ball = (4.0 / 3.0 * math.pi * ctx.rq**3) if ctx.dim == 3 else (math.pi * ctx.rq**2)
-        self.per_query = int(1.25 * n * ball / vol) + 32  # expected bonds per query, with margin
+        self.per_query = int(1.25 * ctx.density * ball) + 32  # expected bonds per query, with margin
         if ctx.engine == "cells":
             dim = ctx.dim
             i64 = np.int64
@@ -1335,10 +1479,9 @@ class _NumbaRun:
         return (self.pts, self.cell_of, self.cell_coord, self.nc, self.L3, self.inv_mi, self.stencil, self.o_all,
                 self.st_all, self.ps, self.rq2)
 
-    @staticmethod
-    def _raise_coincident(err) -> None:
+    def _raise_coincident(self, err) -> None:
         if err[0] >= 0:
-            raise DataError(f"particles {int(err[0])} and {int(err[1])} are at the same position")
+            raise self.ctx.coincident(err[0], err[1])
 
     def chunk(self, qidx: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
         """Features of the queries qidx into out[pos] (float32 rows)."""

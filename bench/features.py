@@ -11,9 +11,16 @@ Compares, in one run and on the same frame,
 and prints particles/s (radial, angular, all; wall clock and per CPU-second), the ratio to (a),
 the peak memory and the largest relative difference from (a).
 
+Then a small box (``--small-n``, default 1000 particles: the classic Kob-Andersen system, box
+9.41 < twice the default cutoff 5.43), where every periodic image within the cutoff counts: all
+166 features of every particle by (b) and (c) (explicit images), beside the naive alternative
+(r), the same numba kernel on the system replicated 2x2x2 (a box above twice the cutoff, the
+usual path) with the N original particles as queries; rates per particle of the small box, the
+ratio to the same variant on the large frame above, and the largest relative difference from (r).
+
 Usage::
 
-    python bench/features.py [--n 4000] [--density 1.2] [--seed 0] [--skip-baseline]
+    python bench/features.py [--n 4000] [--density 1.2] [--seed 0] [--skip-baseline] [--small-n 1000]
 
 BLAS threads are pinned to 1 (set before numpy is imported) unless the environment sets them.
 Numba: the JIT compile time is measured in a subprocess with an empty cache directory (a fresh
@@ -84,10 +91,10 @@ if numba is not None:
 
 def prange_features(cfg, lengths, pts, types, n_threads, chunk_size):
     """(c'): the numba kernels over all chunks in one ``parallel=True`` call (cells engine)."""
-    fbox, L = structure._as_box(lengths)
+    L = structure._as_box(lengths).lengths
     p = np.array(pts, dtype=np.float64)
     p[:, :L.size] -= L * np.floor(p[:, :L.size] / L + 0.5)
-    ctx = structure._Context(cfg, fbox, L, p, np.asarray(types, dtype=np.int64), "cells")
+    ctx = structure._Context(cfg, L, p, np.asarray(types, dtype=np.int64), "cells")
     run = structure._NumbaRun(structure._numba_module()[0], ctx)
     q = np.arange(len(p), dtype=np.int64)
     groups = ctx.groups(q, chunk_size)
@@ -289,6 +296,8 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3, help="timing repeats of (b), (c), best kept (default 3)")
     ap.add_argument("--tolerance", type=float, default=None, help="truncation tolerance (default: the config default)")
     ap.add_argument("--skip-baseline", action="store_true", help="leave out (a)")
+    ap.add_argument("--small-n", type=int, default=1000,
+                    help="particles of the small-box frame (default 1000; 0 leaves it out)")
     ap.add_argument("--_compile-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -410,8 +419,68 @@ def main(argv=None):
                 cells.append(f"{d:>{W}.2e}")
             print(f"{'max rel. diff vs (a) ' + name:{W0}s}" + "".join(cells))
         print(f"(relative difference |x - a| / max(|a|, {REL_FLOOR:g}); all <= 1e-5: {'OK' if ok else 'FAIL'})")
+    if args.small_n > 0:
+        ok &= small_box(args, cfg, rows, have_numba)
     print(f"load average {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f} (1 / 5 / 15 min) at the end")
     return 0 if ok else 1
+
+
+def small_box(args, cfg, rows, have_numba) -> bool:
+    """The small-box section (see the module docstring); returns whether all agree with (r)."""
+    lengths, pts, types = ka_frame(args.small_n, args.density, args.seed, args.relax_steps)
+    n = args.small_n
+    L = lengths[0]
+    th = args.threads
+    geom = structure._as_box(lengths)
+    t = time.perf_counter()
+    P, _, _ = structure._periodic_images(geom, np.asarray(pts, dtype=np.float64), cfg.cutoff)
+    t_img = time.perf_counter() - t
+    print()
+    print(f"small box: N={n}, box {L:.3f} (cutoff {cfg.cutoff:.3f} > half the box), all 166 features; "
+          f"{len(P) / n:.1f} image points per particle, built in {1e3 * t_img:.0f} ms")
+    big_pts = np.concatenate([pts + L * np.asarray(s, dtype=float) for s in np.ndindex(2, 2, 2)])
+    big_types = np.tile(types, 8)
+    big = (2 * L, 2 * L, 2 * L)
+    q = np.arange(n)
+
+    def ours(kernel, threads):
+        sf = StructureFunctions(cfg, chunk_size=args.chunk_size, n_threads=threads, kernel=kernel)
+        return lambda: sf.compute(lengths, pts, types).features.astype(np.float64)
+
+    def replicated(threads):
+        sf = StructureFunctions(cfg, chunk_size=args.chunk_size, n_threads=threads, kernel="numba")
+        return lambda: sf.compute(big, big_pts, big_types, q).features.astype(np.float64)
+
+    variants = [("b", "(b) numpy kernel", th, ours("numpy", th))]
+    if have_numba:
+        variants += [("c1", "(c) numba", 1, ours("numba", 1)), ("c2", "(c) numba", th, ours("numba", th)),
+                     ("r1", "(r) 2x2x2, numba", 1, replicated(1))]
+    res, tim = {}, {}
+    for key, _, _, f in variants:
+        f()  # warm-up
+        res[key], w, c = timed(f, args.repeat)
+        tim[key] = (w, c)
+    W0, W = 27, 18
+    print(f"{'':{W0}s}" + "".join(f"{h:>{W}s}" for _, h, _, _ in variants))
+    print(f"{'threads':{W0}s}" + "".join(f"{t:>{W}d}" for _, _, t, _ in variants))
+    print("-" * (W0 + W * len(variants)))
+    for which, label in ((0, "(wall)"), (1, "/cpu-s")):
+        print(f"{'all particles' + ('/s ' if which == 0 else '') + label:{W0}s}"
+              + "".join(f"{n / tim[k][which]:>{W},.0f}" for k, _, _, _ in variants))
+        cells = []
+        for k, _, _, _ in variants:
+            big_rate = rows.get((k, "all"))
+            cells.append(f"{(n / tim[k][which]) / (args.n / big_rate[which]):>{W}.2f}" if big_rate else f"{'-':>{W}s}")
+        print(f"{'  x the large-frame rate':{W0}s}" + "".join(cells))
+    ok = True
+    if "r1" in res:
+        cells = []
+        for k, _, _, _ in variants:
+            d = rel_diff(res[k], res["r1"])
+            ok &= d <= 1e-5
+            cells.append(f"{d:>{W}.2e}")
+        print(f"{'max rel. diff vs (r)':{W0}s}" + "".join(cells))
+    return ok
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ from hypothesis import strategies as st
 from adapters import structure
 from adapters.structure import StructureConfig, StructureFunctions
 from diag.errors import DataError, UsageError
-from tests.adapters.structure_reference import (
+from adapters.structure_reference import (
+    box_matrix,
     hand_gaussian,
     minimum_image,
+    perpendicular_widths,
     reference_features,
     reference_for_config,
 )
@@ -438,12 +440,6 @@ def test_error_box_lengths(tiny, box):
         StructureFunctions(SMALL).compute(box, pts if len(box) == 3 else pts * [1, 1, 0], types)
 
 
-def test_error_cutoff_above_half_box(tiny):
-    pts, types = tiny
-    with pytest.raises(UsageError, match="half the smallest box length"):
-        StructureFunctions(StructureConfig()).compute((6.0, 6.0, 6.0), pts, types)
-
-
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_error_positions(tiny, kernel):
     pts, types = tiny
@@ -472,8 +468,15 @@ def test_error_usage(tiny):
         StructureFunctions(SMALL).features
     with pytest.raises(UsageError):
         StructureFunctions(SMALL).compute((6.0, 6.0, 6.0), pts, types, [0, 40])
-    with pytest.raises(UsageError):
-        StructureFunctions(SMALL).compute(freud.box.Box(6, 6, 6, 0.1, 0, 0), pts, types)
+    with pytest.raises(UsageError, match="only fully periodic"):
+        b = freud.box.Box(6, 6, 6)
+        b.periodic = (True, False, True)
+        StructureFunctions(SMALL).compute(b, pts, types)
+    for box in [(6.0, 6.0, 6.0, 0.1), (6.0,), (6.0, 6.0, 0.0, 0.1, 0.2, 0.0), "box", None]:
+        with pytest.raises(UsageError, match="box"):
+            StructureFunctions(SMALL).compute(box, pts, types)
+    with pytest.raises(DataError, match="tilt factors must be finite"):
+        StructureFunctions(SMALL).compute((6.0, 6.0, 6.0, float("nan"), 0.0, 0.0), pts, types)
     with pytest.raises(UsageError):
         StructureFunctions(SMALL, chunk_size=0)
     with pytest.raises(UsageError):
@@ -507,3 +510,250 @@ def test_reference_is_sane():
                              (("A", "B"),), 3.0, 3.0)
     assert ref[0, 0] == pytest.approx(1.0) and ref[0, 1] == pytest.approx(hand_gaussian(1.2, 1.0, 0.2))
     assert ref[0, 2] == pytest.approx(math.exp(-4.88))
+
+
+# ----------------------------------------------------------------------------- any periodic box
+# The definition is the sum over the infinite periodic system: when a cutoff exceeds half the box
+# (or the box is triclinic), every periodic image within the cutoff counts, the particle's own
+# images included. The reference enumerates lattice shifts explicitly.
+TRICLINIC = (9.0, 10.5, 12.0, 0.3, 0.1, -0.2)
+
+
+def jittered_lattice(rng, box, counts, n_b, jitter=0.06):
+    """A jittered simple lattice in fractional coordinates of ``box`` (no two particles closer
+    than ~0.8 at KA density), ``n_b`` random particles of type 1; positions in any image (shifted
+    by whole lattice vectors at random, so the code must wrap them)."""
+    A = box_matrix(box)
+    dim = A.shape[0]
+    grids = np.meshgrid(*[(np.arange(c) + 0.5) / c - 0.5 for c in counts], indexing="ij")
+    f = np.stack(grids, -1).reshape(-1, dim)
+    n = len(f)
+    f = f + rng.integers(-2, 3, size=(n, dim))  # far images: compute() wraps
+    pts = np.zeros((n, 3))
+    pts[:, :dim] = f @ A.T + rng.uniform(-jitter, jitter, size=(n, dim))
+    types = np.zeros(n, dtype=np.int64)
+    types[rng.permutation(n)[:n_b]] = 1
+    return pts, types
+
+
+def ka_small_box():
+    """N = 1000 KA-like frame at density 1.2: L = 9.41, below twice the default cutoff 5.43."""
+    rng = np.random.default_rng(1000)
+    L = (1000 / 1.2) ** (1 / 3)
+    pts, types = jittered_lattice(rng, (L, L, L), (10, 10, 10), 200)
+    return (L, L, L), pts, types
+
+
+def replicate(box, pts, types, k=2):
+    """The system repeated k times along every lattice vector: box (k Lx, k Ly[, k Lz], same tilts)
+    (tilt factors are relative, so the lattice vectors are k times longer); copy c of particle i is
+    particle c * N + i."""
+    b = list(np.asarray(box, dtype=float).reshape(-1))
+    b = b + [0.0] * (3 - len(b)) if len(b) < 3 else b
+    A = box_matrix(b)
+    dim = A.shape[0]
+    shifts = [np.asarray(s, dtype=float) for s in np.ndindex(*([k] * dim))]
+    big_pts = np.concatenate([pts + np.pad(A @ s, (0, 3 - dim)) for s in shifts])
+    big = [k * b[0], k * b[1], k * b[2] if dim == 3 else 0.0] + b[3:6]
+    return tuple(big), big_pts, np.tile(types, len(shifts)), len(shifts)
+
+
+def test_reference_counts_own_images_by_hand():
+    """One particle in a cube of side 1.5: its only neighbours are its own images, 6 at 1.5 and
+    12 at 1.5 sqrt 2 (and 8 at 1.5 sqrt 3, beyond both cutoffs of HAND)."""
+    L = 1.5
+    assert HAND.radial_cutoff < L * math.sqrt(3) and L * math.sqrt(2) < HAND.angular_cutoff < HAND.radial_cutoff
+    ref = reference_for_config(HAND, (L, L, L), np.zeros((1, 3)), np.zeros(1, dtype=int))
+    Lw = HAND.radial_width
+    g = [6 * hand_gaussian(L, r, Lw) + 12 * hand_gaussian(L * math.sqrt(2), r, Lw) for r in HAND.radial_r]
+    assert ref[0, :4] == pytest.approx(g, rel=1e-12)
+    vecs = [np.array(v, dtype=float) * L for v in np.ndindex(3, 3, 3)]
+    vecs = [v - L for v in vecs if 0 < np.sum((v - L) ** 2) <= 2 * L * L + 1e-9]
+    assert len(vecs) == 18
+    aa = []
+    for xi, lam, z in HAND.angular:
+        t = 0.0
+        for a in range(18):
+            for b in range(a + 1, 18):
+                u, v = vecs[a], vecs[b]
+                s2 = u @ u + v @ v + (v - u) @ (v - u)
+                t += math.exp(-s2 / xi**2) * (1 + lam * (u @ v) / math.sqrt((u @ u) * (v @ v))) ** z
+        aa.append(t)
+    assert ref[0, 8:11] == pytest.approx(aa, rel=1e-12)
+    assert np.all(ref[0, 4:8] == 0) and np.all(ref[0, 11:] == 0)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("dim", [2, 3])
+def test_own_images_single_particle(dim, engine, kernel):
+    """A lone particle in boxes smaller than the cutoff (even smaller than the grid spacing of
+    its images): only its own periodic images contribute."""
+    box = (1.5, 1.5, 1.5) if dim == 3 else (1.1, 0.7)
+    pts = np.zeros((1, 3))
+    for types in (np.zeros(1, dtype=int), np.ones(1, dtype=int)):
+        f = StructureFunctions(HAND, neighbours=engine, kernel=kernel).compute(box, pts, types).features
+        ref = cached_reference(("lone", dim, int(types[0])),
+                               lambda: reference_for_config(HAND, box, pts, types))
+        assert ref.max() > 0
+        assert_close(f, ref)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_small_box_default_grid(engine, kernel):
+    """N = 1000 KA-like box (L = 9.41 < 2 x cutoff 5.43) with the 166 default features: equal to
+    the explicit-image brute force (query subset)."""
+    box, pts, types = ka_small_box()
+    cfg = StructureConfig.kob_andersen()
+    assert cfg.cutoff > box[0] / 2
+    q = np.random.default_rng(1).choice(1000, 12, replace=False)
+    sf = StructureFunctions(cfg, neighbours=engine, kernel=kernel, chunk_size=5, n_threads=2)
+    sf.compute(box, pts, types, q)
+    ref = cached_reference("small-box-default", lambda: reference_for_config(cfg, box, pts, types, query=q))
+    assert_close(sf.features, ref)
+    assert np.all(sf.query_indices == q)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("box,n", [
+    ((2.3, 3.1), 9),  # 2D, both cutoffs above half the box
+    ((1.3, 0.9), 3),  # 2D, box smaller than the angular cutoff
+    ((4.0, 3.0, 0.0, -0.45, 0.0, 0.0), 14),  # 2D triclinic, small
+    ((2.5, 3.0, 2.2), 12),  # 3D small
+])
+@pytest.mark.parametrize("cfg", [SMALL, GENERAL], ids=["integer-powers", "general"])
+def test_small_boxes_match_reference(box, n, cfg, engine, kernel):
+    rng = np.random.default_rng(n)
+    A = box_matrix(box)
+    dim = A.shape[0]
+    pts = np.zeros((n, 3))
+    pts[:, :dim] = rng.uniform(-0.5, 0.5, size=(n, dim)) @ A.T
+    types = rng.integers(0, 2, size=n)
+    types[:2] = (0, 1)
+    f = StructureFunctions(cfg, neighbours=engine, kernel=kernel, chunk_size=4).compute(box, pts, types).features
+    ref = cached_reference(("small", box, cfg is SMALL), lambda: reference_for_config(cfg, box, pts, types))
+    assert ref[:, cfg.n_radial:].max() > 0
+    assert_close(f, ref)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("cfg", [StructureConfig.kob_andersen(), SMALL], ids=["default-small-box", "large-box"])
+def test_triclinic_box(cfg, engine, kernel):
+    """Triclinic 9 x 10.5 x 12 box (xy = 0.3, xz = 0.1, yz = -0.2) at density ~1.2: with the
+    default grid the cutoff exceeds half the perpendicular widths, with SMALL it is far below."""
+    rng = np.random.default_rng(12)
+    pts, types = jittered_lattice(rng, TRICLINIC, (10, 11, 12), 264)
+    w = perpendicular_widths(box_matrix(TRICLINIC))
+    assert (cfg.cutoff > w.min() / 2) == (cfg is not SMALL)
+    q = np.r_[0, 131, rng.choice(len(pts), 10, replace=False)]
+    sf = StructureFunctions(cfg, neighbours=engine, kernel=kernel, chunk_size=7).compute(TRICLINIC, pts, types, q)
+    ref = cached_reference(("triclinic", cfg is SMALL),
+                           lambda: reference_for_config(cfg, TRICLINIC, pts, types, query=q))
+    assert_close(sf.features, ref)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_triclinic_box_forms(kernel):
+    """The same triclinic box as a 6-tuple, a freud Box with tilts and an object with
+    freud_params(); positions in any image."""
+    import freud
+
+    rng = np.random.default_rng(4)
+    box = (5.0, 5.5, 6.0, 0.3, 0.1, -0.2)
+    pts, types = jittered_lattice(rng, box, (5, 5, 6), 30)
+
+    class TrajBox:
+        def freud_params(self):
+            return box
+
+    def f(b, p):
+        return StructureFunctions(SMALL, kernel=kernel).compute(b, p, types).features
+
+    a = f(box, pts)
+    assert_close(a, cached_reference("tri-forms", lambda: reference_for_config(SMALL, box, pts, types)))
+    np.testing.assert_array_equal(f(TrajBox(), pts), a)
+    moved = pts + box_matrix(box) @ np.array([3.0, -1.0, 2.0])  # another image of every particle
+    assert_close(f(box, moved), cached_reference("tri-forms", None))
+    # freud stores its box in float32: the reference of freud's own numbers
+    fb = freud.box.Box(*box)
+    assert fb.xy != 0.3  # (0.3 is not a float32)
+    fbox = (fb.Lx, fb.Ly, fb.Lz, fb.xy, fb.xz, fb.yz)
+    assert_close(f(fb, pts), reference_for_config(SMALL, fbox, pts, types))
+    fb2 = freud.box.Box(5.0, 5.5, 0.0, 0.4, is2D=True)
+    p2 = pts * [1, 1, 0]
+    assert_close(f(fb2, p2), reference_for_config(SMALL, (fb2.Lx, fb2.Ly, 0.0, fb2.xy, 0.0, 0.0), p2, types))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", ["ka-small", "triclinic-default", "2d-triclinic"])
+def test_replication_invariance(case, engine, kernel):
+    """The system repeated 2 x 2 (x 2) is the same infinite periodic system: every copy of a
+    particle has the features of the particle in the small box. For ka-small the big box
+    (L = 18.8) is above twice the cutoff, so this also ties the image path to the usual fast path."""
+    rng = np.random.default_rng(99)
+    if case == "ka-small":
+        box, pts, types = ka_small_box()
+        cfg = StructureConfig.kob_andersen()
+    elif case == "triclinic-default":
+        box = (4.5, 5.25, 6.0, 0.3, 0.1, -0.2)
+        pts, types = jittered_lattice(rng, box, (5, 6, 6), 36)
+        cfg = StructureConfig.kob_andersen()
+    else:
+        box = (3.1, 2.6, 0.0, 0.35, 0.0, 0.0)
+        pts, types = jittered_lattice(rng, box, (3, 3), 2, jitter=0.1)
+        cfg = SMALL
+    n = len(pts)
+    big, big_pts, big_types, copies = replicate(box, pts, types)
+    q = rng.choice(n, min(n, 8), replace=False)
+    small = StructureFunctions(cfg, neighbours=engine, kernel=kernel).compute(box, pts, types, q).features
+    bq = (np.arange(copies)[:, None] * n + q[None, :]).ravel()
+    large = StructureFunctions(cfg, neighbours=engine, kernel=kernel).compute(big, big_pts, big_types, bq).features
+    assert small.max() > 0
+    for c in range(copies):
+        assert_close(large[c * len(q):(c + 1) * len(q)], small.astype(np.float64))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_coincident_across_images_small_box(engine, kernel):
+    """Two particles at the same position modulo the box (one a lattice vector away, exact
+    binary numbers so that both wrap to the same point), and two at the same position in a
+    triclinic box, both below twice the cutoff: the message names the two particles."""
+    rng = np.random.default_rng(2)
+    box = (2.0, 2.0, 2.0)
+    pts, types = jittered_lattice(rng, box, (3, 3, 3), 5)
+    pts[4] = (0.25, 0.5, -0.75)
+    pts[11] = pts[4] + (2.0, 0.0, -2.0)
+    with pytest.raises(DataError, match=r"particles (4 and 11|11 and 4) are at the same position"):
+        StructureFunctions(SMALL, neighbours=engine, kernel=kernel).compute(box, pts, types)
+    box = (3.0, 3.2, 2.9, 0.2, 0.0, 0.1)
+    pts, types = jittered_lattice(rng, box, (3, 3, 3), 5)
+    pts[20] = pts[3]
+    with pytest.raises(DataError, match=r"particles (3 and 20|20 and 3) are at the same position"):
+        StructureFunctions(SMALL, neighbours=engine, kernel=kernel).compute(box, pts, types)
+
+
+def test_import_does_not_load_freud_or_matplotlib():
+    import subprocess
+    import sys
+
+    code = ("import sys, adapters.structure; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'freud', 'matplotlib', 'numba'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    # and the cells engine with a tuple box does not need freud either
+    code = ("import sys, numpy as np; from adapters.structure import StructureFunctions as S; "
+            "S(kernel='numpy').compute((3.0, 3.0, 3.0), np.zeros((1, 3)), np.zeros(1, int)); "
+            "print('freud' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_conventions_record_the_boundary():
+    conv = StructureConfig().conventions()
+    assert "periodic image" in conv["boundary"] and "triclinic" in conv["boundary"]
+    assert "own periodic images" in conv["neighbour_condition"]
