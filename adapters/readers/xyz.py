@@ -298,7 +298,11 @@ def open(path: str, **options) -> Trajectory:  # noqa: A001 - the reader protoco
                 if order is not None:
                     names = names[order]
                 if not np.array_equal(names, names0):
-                    raise DataError(f"frame {k}: particle species differ from frame 0 (order must be constant)", path)
+                    raise DataError(
+                        f"frame {k}: particle species differ from frame 0: rows reordered between frames? "
+                        "(without an 'id' column the order must be constant)",
+                        path,
+                    )
             pos = parse_columns(lines, pos_cols, path, k)
             if order is not None:
                 pos = pos[order]
