@@ -1530,7 +1530,6 @@ def run_selection(
         rfe_res = timed("rfe", lambda: rfe(ds, options, sel, split=inner, progress=progress, scheduler=sched,
                                            exclude=exclude))
         warn.extend(rfe_res.warnings)
-        _note(progress, "final", 0, 1)
         unt["rfe"] = timed("final", lambda: untouched(
             "rfe", ("all features", None, C), ("RFE recommended", list(rfe_res.recommended), C),
             same=len(rfe_res.recommended) == ds.n_features))

@@ -172,3 +172,277 @@ def run_validation(seed: int = 0, progress: Callable[[str], None] | None = None)
             progress(name)
         out.extend(fn(seed))
     return out
+
+
+# =========================================================================== calibration
+
+
+@dataclass
+class Scenario:
+    """One calibration scenario: a dataset recipe and the audit run on it.
+
+    ``kind`` is what the scenario is designed to be ("control": the full set's barriers
+    are right; "biased"); each audit is nevertheless scored against its own truth slope
+    (:func:`diag.planted.score`), never against the design.
+    """
+
+    name: str
+    kind: str
+    description: str
+    make: Callable[[int], object]  # seed -> Dataset
+    C: float = 1.0
+    train_per_class: int | None = None
+
+
+@dataclass
+class CalibrationRun:
+    """One audit of the calibration suite and how its verdict fares."""
+
+    scenario: str
+    kind: str
+    seed: int
+    truth_slope: float | None
+    level: str
+    remedy: str | None
+    scale_deficit: float | None
+    answers: dict
+    outcome: str
+    seconds: float
+    planted_kept: float | None = None
+
+
+@dataclass
+class CalibrationResult:
+    """False-alarm and miss rates of the verdict over the calibration suite.
+
+    Attributes
+    ----------
+    runs : list of CalibrationRun
+    false_alarms, n_right : int
+        Verdicts "biased-low" among the audits whose full set is right (truth slope >=
+        ``RIGHT_SLOPE``).
+    misses, n_biased : int
+        Verdicts other than "biased-low" among the audits whose full set is biased (truth
+        slope < ``BIASED_SLOPE``).
+    n_grey : int
+        Audits between the bands (not scored).
+    full : bool
+    """
+
+    runs: list[CalibrationRun]
+    false_alarms: int
+    n_right: int
+    misses: int
+    n_biased: int
+    n_grey: int
+    full: bool
+
+    @property
+    def false_alarm_rate(self) -> float | None:
+        return self.false_alarms / self.n_right if self.n_right else None
+
+    @property
+    def miss_rate(self) -> float | None:
+        return self.misses / self.n_biased if self.n_biased else None
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return {
+            "full": self.full, "false_alarms": self.false_alarms, "n_right": self.n_right, "misses": self.misses,
+            "n_biased": self.n_biased, "n_grey": self.n_grey, "false_alarm_rate": self.false_alarm_rate,
+            "miss_rate": self.miss_rate, "runs": [asdict(r) for r in self.runs],
+        }
+
+
+#: per-temperature samples of the toy scenarios (six temperatures, 500 per group)
+CAL_PER_TEMPERATURE = 30_000
+#: seeds of the full suite (the fast part uses the first only)
+CAL_SEEDS = (0, 1, 2, 3, 4)
+
+
+def _toy(**kw):
+    def make(seed: int):
+        from toymodel import ToyModel
+
+        return ToyModel(**kw).to_dataset(per_temperature=CAL_PER_TEMPERATURE, seed=1000 + seed)
+
+    return make
+
+
+def structure_matrix(path: str | None = None, max_frames: int | None = None, every_feature: int = 4):
+    """A real structure-function matrix: the A centres of a LAMMPS Kob-Andersen dump.
+
+    Parameters
+    ----------
+    path : str, optional
+        Trajectory file; default ``tests/data/lammps/ka_N1000_T0.80.dump`` of the source tree.
+    max_frames : int, optional
+        Frames read (default all).
+    every_feature : int
+        Keep every k-th of the 166 default features (radial and angular alike; 42 for k = 4),
+        so that an audit with RFE stays cheap.
+
+    Returns
+    -------
+    features : ndarray, shape (n_centres, d), float32
+    frame : ndarray, shape (n_centres,), int
+    names, families : list of str
+    params : list of dict
+    """
+    import os
+
+    from adapters.readers import open_trajectory
+    from adapters.structure import StructureConfig, StructureFunctions
+
+    if path is None:
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data", "lammps",
+                            "ka_N1000_T0.80.dump")
+    tr = open_trajectory(path)
+    cfg = StructureConfig(species=tuple(tr.species))
+    sf = StructureFunctions(cfg)
+    q = np.flatnonzero(tr.types == 0)
+    rows, frames = [], []
+    for k, fr in enumerate(tr):
+        if max_frames is not None and k >= max_frames:
+            break
+        sf.compute(fr.box.freud_params(), fr.positions, tr.types, query_indices=q)
+        rows.append(sf.features.copy())
+        frames.append(np.full(q.size, k))
+    tr.close()
+    cols = np.arange(0, len(cfg.feature_names()), every_feature)
+    names = [cfg.feature_names()[j] for j in cols]
+    fams = [cfg.feature_families()[j] for j in cols]
+    params = [cfg.feature_params()[j] for j in cols]
+    return np.vstack(rows)[:, cols], np.concatenate(frames), names, fams, params
+
+
+def real_matrix_dataset(matrix, temperatures=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), rates=None, copies: int = 1):
+    """A dataset on a real structure-function matrix, frames dealt round-robin to temperatures.
+
+    The labels are placeholders (the planted copy redraws them); ``rates`` (per temperature)
+    are stored as the natural rates to match. With ``copies > 1`` every temperature gets
+    the whole matrix (each copy its own groups), for larger samples.
+    """
+    from .dataset import Dataset
+
+    X, frame, names, fams, params = matrix
+    temps = np.asarray(temperatures, dtype=float)
+    if copies > 1:
+        Xs, Ts, Gs = [], [], []
+        for i, t in enumerate(temps):
+            Xs.append(X)
+            Ts.append(np.full(X.shape[0], t))
+            Gs.append(i * 10**6 + frame)
+        X, T, G = np.vstack(Xs), np.concatenate(Ts), np.concatenate(Gs)
+    else:
+        T = temps[frame % temps.size]
+        G = frame
+    if rates is None:
+        rates = {float(t): 0.5 for t in temps}
+    # placeholder labels at the requested rates (deterministic), so that natural_rates() reads them back
+    R = np.zeros(X.shape[0], dtype=np.int8)
+    for t in temps:
+        idx = np.flatnonzero(np.isclose(T, t))
+        R[idx[: int(round(rates[float(t)] * idx.size))]] = 1
+    return Dataset(X, R, T, G, list(names), list(fams), [dict(p) for p in params],
+                   conventions={"train_temperature": float(temps.max())},
+                   provenance={"generator": "glass-diag calibration", "source": "LAMMPS Kob-Andersen dump"})
+
+
+def scenarios(real_matrix=None) -> list[Scenario]:
+    """The calibration scenarios (docs/validation.md)."""
+    out = [
+        Scenario("plain", "control", "10 energy + 4 noise inputs, all data (~7,500 per class), C = 1",
+                 _toy()),
+        Scenario("many-noise", "control", "10 energy + 20 noise inputs, all data, C = 1", _toy(n_noise=20)),
+        Scenario("unequal", "control", "unequal coefficients 2, 2, 1.5, 1.5, 1, 1, 0.5, 0.5, 0.25, 0.25 + 4 noise",
+                 _toy(coef=[2, 2, 1.5, 1.5, 1, 1, 0.5, 0.5, 0.25, 0.25])),
+        Scenario("cubes-large-C", "control", "(x, x^3), all data, C = 1: harmless extras", _toy(n_noise=0, extra="cube")),
+        Scenario("cubes-small-C", "biased", "(x, x^3) + 4 noise, C = 1e-3, 1000 per class (the demo)",
+                 _toy(extra="cube"), C=1e-3, train_per_class=1000),
+        Scenario("triples-small-C", "biased", "(x, x_k x_k+1 x_k+2), C = 1e-3, 1000 per class",
+                 _toy(n_noise=0, extra="triple"), C=1e-3, train_per_class=1000),
+        Scenario("small-N", "biased", "10 energy + 4 noise, 150 per class, C = 1", _toy(), train_per_class=150),
+        Scenario("cubes-small-N", "biased", "(x, x^3), 250 per class, C = 1", _toy(n_noise=0, extra="cube"),
+                 train_per_class=250),
+    ]
+    return out
+
+
+def _score_audit(res) -> tuple[float | None, str]:
+    from .planted import score
+
+    slope = None if res.truth is None else float(res.truth.slope)
+    return slope, score(slope, res.verdict.level)
+
+
+def run_calibration(
+    full: bool = False,
+    seeds: tuple[int, ...] | None = None,
+    planted: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> CalibrationResult:
+    """Measure the verdict's false-alarm and miss rates (docs/validation.md).
+
+    Parameters
+    ----------
+    full : bool
+        Every scenario at every seed of :data:`CAL_SEEDS` and planted barriers on the real
+        structure-function matrix at each seed (about 50 audits); else the fast part: each
+        scenario at the first seed and one planted run.
+    seeds : tuple of int, optional
+        Override the seeds.
+    planted : bool
+        Include the planted-barrier runs on the real matrix.
+    progress : callable, optional
+        Called with "scenario seed" before each audit.
+
+    Returns
+    -------
+    CalibrationResult
+    """
+    import time
+
+    from .audit import AuditOptions, audit
+    from .selection import SelectionOptions
+
+    seeds = tuple(seeds) if seeds is not None else (CAL_SEEDS if full else CAL_SEEDS[:1])
+    runs: list[CalibrationRun] = []
+    for sc in scenarios():
+        for seed in seeds:
+            if progress:
+                progress(f"{sc.name} {seed}")
+            t0 = time.perf_counter()
+            ds = sc.make(seed)
+            res = audit(ds, AuditOptions(C=sc.C, train_per_class=sc.train_per_class, seed=seed),
+                        selection_options=SelectionOptions(seed=seed))
+            slope, outcome = _score_audit(res)
+            runs.append(CalibrationRun(sc.name, sc.kind, seed, slope, res.verdict.level, res.verdict.remedy,
+                                       res.verdict.scale_deficit, {e.diagnostic: e.answer for e in res.verdict.evidence},
+                                       outcome, time.perf_counter() - t0))
+    if planted:
+        from .planted import PlantedOptions, planted_audit
+
+        matrix = structure_matrix(max_frames=None if full else 36)
+        for seed in seeds:
+            for name, rates, copies in (
+                ("planted-real", None, 1),
+                ("planted-real-large", None, 6),
+            ):
+                if progress:
+                    progress(f"{name} {seed}")
+                t0 = time.perf_counter()
+                ds = real_matrix_dataset(matrix, rates=rates, copies=copies)
+                pr = planted_audit(ds, AuditOptions(seed=seed), SelectionOptions(seed=seed), seed=seed,
+                                   planted_options=PlantedOptions())
+                runs.append(CalibrationRun(name, "planted", seed, pr.truth_slope, pr.verdict_level, pr.verdict_remedy,
+                                           pr.scale_deficit, dict(pr.answers), pr.outcome, time.perf_counter() - t0,
+                                           pr.planted_kept))
+    n_right = sum(r.outcome in ("pass", "false-alarm") for r in runs)
+    n_biased = sum(r.outcome in ("hit", "miss") for r in runs)
+    return CalibrationResult(
+        runs=runs, false_alarms=sum(r.outcome == "false-alarm" for r in runs), n_right=n_right,
+        misses=sum(r.outcome == "miss" for r in runs), n_biased=n_biased,
+        n_grey=sum(r.outcome == "grey" for r in runs), full=bool(full),
+    )

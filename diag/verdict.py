@@ -126,7 +126,7 @@ def _crit(criterion: str) -> str:
 
 
 def _ci_pct(ci) -> str:
-    return "" if ci is None else f" [{ci[0]:+.0%}, {ci[1]:+.0%}]"
+    return "" if ci is None else f" [{ci[0]:+.1%}, {ci[1]:+.1%}]"
 
 
 def _factor_text(f: float | None) -> str:

@@ -316,3 +316,85 @@ def test_run_selection_is_deterministic_and_respects_switches():
         rfe=False, coarsen=False, families=False, learning_curve=False, c_sweep=False)).to_dict()
     assert off["selection"]["rfe"] == [] and off["selection"]["peak"] is None
     assert off["learning_curve"] is None and off["c_sweep"] is None and off["recommendations"] == []
+
+
+# ----------------------------------------------------------------------------- nested selection
+
+
+def test_nested_split_keeps_outer_groups_away_from_every_choice(toy_default):
+    from diag.nested import nested_split
+
+    opts = AuditOptions(seed=0)
+    split = make_split(toy_default, opts)
+    nest = nested_split(toy_default, split, 0.5, seed=3)
+    g = toy_default.group
+    inner_g, outer_g = set(np.unique(g[nest.inner.test])), set(np.unique(g[nest.outer.test]))
+    assert not inner_g & outer_g  # disjoint groups
+    assert sorted(np.concatenate([nest.inner.test, nest.outer.test]).tolist()) == sorted(split.test.tolist())
+    assert set(outer_g) == set(nest.outer_groups.tolist())
+    assert not set(np.unique(g[split.train])) & outer_g  # training never touches the outer groups
+    # each temperature's held-out groups are shared about half and half
+    for t in toy_default.temperatures:
+        n_in = np.unique(g[nest.inner.test][toy_default.temperature[nest.inner.test] == t]).size
+        n_out = np.unique(g[nest.outer.test][toy_default.temperature[nest.outer.test] == t]).size
+        assert abs(n_in - n_out) <= 1 and n_in > 0 and n_out > 0
+    # the RFE folds of a nested run never see an outer sample
+    excl = nest.excluded(toy_default)
+    for f in grouped_folds(toy_default, nest.inner, 3, seed=1, exclude=excl):
+        assert not excl[f.train].any() and not excl[f.test].any()
+    # too few groups to share: a typed error
+    from diag.errors import InsufficientDataError
+
+    tiny = toy_default.subset(np.isin(g, np.unique(g)[::50]))
+    with pytest.raises(InsufficientDataError):
+        nested_split(tiny, make_split(tiny, AuditOptions(seed=0, test_fraction=0.5)), 0.5)
+
+
+def test_three_way_answers_and_data_factor():
+    from diag.nested import data_factor, three_way
+
+    assert three_way(0.05, 0.2, 0.03) == "better"
+    assert three_way(-0.02, 0.02, 0.03) == "no-better"
+    assert three_way(0.0, 0.1, 0.03) == "cannot-tell"
+    # CI half-width 0.05 around 0.08, 0.05 from the margin 0.03: one more times the data decides
+    assert data_factor(0.08, 0.03 + 1e-12, 0.13, 0.03) == pytest.approx(1.0, rel=1e-6)
+    # half-width 0.1, distance 0.05: four times the data (CI shrinks as 1/sqrt(n))
+    assert data_factor(0.08, -0.02, 0.18, 0.03) == pytest.approx(4.0)
+    assert data_factor(0.03, 0.0, 0.06, 0.03) == float("inf")
+
+
+def test_untouched_comparison_of_identical_candidates_is_exactly_zero_and_paired(toy_cube):
+    """The same feature set twice: gain 0 with a degenerate CI (perfectly paired draws)."""
+    from diag.nested import compare_untouched, nested_split
+
+    ds = toy_cube.select_features([f"x{k}" for k in range(1, 11)] + ["x1^3", "x2^3"])
+    nest = nested_split(ds, make_split(ds, EXTRAS_OPTIONS), 0.5, seed=0)
+    names = list(ds.feature_names)
+    cmp = compare_untouched(ds, nest.outer, ("a", names, 1e-3), ("b", names[::-1], 1e-3), EXTRAS_OPTIONS,
+                            diagnostic="rfe", margin=0.03)
+    assert cmp.scale_gain == pytest.approx(0.0, abs=1e-6)
+    assert cmp.scale_gain_ci[0] == pytest.approx(0.0, abs=1e-6) and cmp.scale_gain_ci[1] == pytest.approx(0.0, abs=1e-6)
+    assert cmp.answer == "no-better"
+    # the baseline's numbers are the audit's on the outer groups alone
+    assert cmp.baseline_eval.variance == pytest.approx(cmp.candidate_eval.variance, rel=1e-5)
+    assert cmp.n_outer == nest.outer.test.size
+
+
+def test_untouched_comparison_of_the_cubes_matches_the_truth(toy_cube):
+    """Energy coordinates vs (x, x^3) at small C: 'better', and the gain is what the truth says."""
+    from diag.nested import compare_untouched, nested_split
+
+    nest = nested_split(toy_cube, make_split(toy_cube, EXTRAS_OPTIONS), 0.5, seed=0)
+    energy = [f"x{k}" for k in range(1, 11)]
+    cmp = compare_untouched(toy_cube, nest.outer, ("all", None, 1e-3), ("energy", energy, 1e-3), EXTRAS_OPTIONS,
+                            diagnostic="rfe", margin=0.03)
+    assert cmp.answer == "better" and cmp.scale_gain_ci[0] > 0.1
+    lo, hi = cmp.scale_gain_ci
+    assert lo < cmp.scale_gain < hi
+    # the paired CI is much narrower than the two marginal CIs combined
+    va, vb = cmp.baseline_eval, cmp.candidate_eval
+    marginal = np.sqrt(vb.variance_ci[1] / va.variance_ci[0]) - np.sqrt(vb.variance_ci[0] / va.variance_ci[1])
+    assert hi - lo < 0.8 * marginal
+    # the truth: the full set's barriers are too narrow by about the measured deficit
+    true_deficit = 1 - va.truth_slope / vb.truth_slope
+    assert cmp.baseline_deficit == pytest.approx(true_deficit, abs=0.06)

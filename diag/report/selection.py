@@ -129,7 +129,7 @@ def recommendation_panel(result) -> Panel | None:
     elif r.folds:
         parts.append(Text(f"Every feature is kept in all {len(r.folds) + 1} runs or in none: the ranking is stable at k*."))
     if result.final is not None:
-        parts.append(comparison_table(result.final, "audit pipeline (exact) on the audit split"))
+        parts.append(comparison_table(result.final, "audit pipeline (exact) on held-out groups no choice saw"))
     return Panel(Group(*parts), title="Recommended feature set", title_align="left")
 
 
@@ -173,6 +173,40 @@ def families_panel(result) -> Panel | None:
     return Panel(comparison_table(c), title="Feature families", title_align="left")
 
 
+_ANSWER_STYLE = {"better": "red", "rising": "red", "no-better": "green", "levelled": "green", "cannot-tell": "yellow"}
+
+
+def untouched_panel(result) -> Panel | None:
+    """Each choice against its baseline on the untouched outer groups (what the verdict reads)."""
+    if not result.untouched:
+        return None
+    t = Table(box=None, padding=(0, 1), header_style="bold")
+    t.add_column("choice")
+    t.add_column("chosen", overflow="ellipsis", max_width=18)
+    t.add_column("vs", overflow="ellipsis", max_width=12)
+    t.add_column("scale gain", justify="right")
+    t.add_column("95% CI", justify="right")
+    t.add_column("answer")
+    names = {"rfe": "RFE", "coarsening": "coarsening", "families": "family", "c_sweep": "C"}
+    for key, c in result.untouched.items():
+        chosen = f"{len(c.candidate_features or [])} features" if key == "rfe" else c.candidate
+        gain = "n/a" if c.scale_gain is None else f"{c.scale_gain:+.1%}"
+        ci = "" if c.scale_gain_ci is None else f"[{c.scale_gain_ci[0]:+.1%}, {c.scale_gain_ci[1]:+.1%}]"
+        ans = "same" if c.same else c.answer
+        t.add_row(names.get(key, key), Text(chosen), Text(c.baseline), gain, ci,
+                  Text(ans, style=_ANSWER_STYLE.get(c.answer, "") if not c.same else "dim"))
+    nest = result.nested or {}
+    if nest.get("enabled"):
+        how = (f"chosen on {nest['n_inner_groups']} held-out groups, compared on {nest['n_outer_groups']} others "
+               "that no choice saw")
+    else:
+        how = f"not nested ({nest.get('reason')}): chosen and compared on the same held-out data"
+    note = Text.from_markup(
+        f"[dim]{how}. Scale gain = sqrt(Var_chosen / Var_baseline) - 1 with a paired CI; better: the CI lies above "
+        f"{result.options.min_scale_gain:.0%}, no better: below it, cannot tell: it straddles it.[/]")
+    return Panel(Group(t, note), title="Choices tested on untouched groups", title_align="left")
+
+
 def learning_curve_panel(result) -> Panel | None:
     lc = result.learning_curve
     if lc is None:
@@ -194,14 +228,14 @@ def learning_curve_panel(result) -> Panel | None:
         if truth:
             row.append(_fmt(r["truth_slope"]))
         t.add_row(*row)
-    color = "red" if lc.still_rising else "green"
+    color = _ANSWER_STYLE.get(lc.answer, "")
     parts = [t, Text(lc.verdict, style=color)]
     if lc.test is not None:
         tt = lc.test
         parts.append(Text.from_markup(
-            f"[dim]Rule: fit V(N) = V_inf - a/N over N = {', '.join(map(str, tt.sizes_used))}; still rising when the "
-            f"one-sided {tt.level:.0%} lower bound of the missing fraction a/(N_max V_inf) exceeds {tt.tol:.0%} "
-            f"(here {tt.deficit:.1%}, bound {tt.deficit_lower:.1%}).[/]"))
+            f"[dim]Rule: fit V(N) = V_inf - a/N over N = {', '.join(map(str, tt.sizes_used))}; the missing fraction "
+            f"a/(N_max V_inf) = {tt.deficit:.1%}, {tt.level:.0%} CI [{tt.deficit_lower:.1%}, {tt.deficit_upper:.1%}]: "
+            f"rising when the CI lies above {tt.tol:.0%}, levelled when below, else cannot tell.[/]"))
     return Panel(Group(*parts), title="Learning curve: is the data enough?", title_align="left")
 
 
@@ -231,7 +265,7 @@ def c_sweep_panel(result) -> Panel | None:
         if p.C == cs.audit_C:
             mark.append("underline")
         t.add_row(*row, style=" ".join(mark) or None)
-    color = "red" if cs.flag else "green"
+    color = _ANSWER_STYLE.get(cs.answer, "")
     return Panel(Group(t, Text(cs.verdict, style=color),
                        Text.from_markup("[dim]green: best C; underlined: the audit's C[/]")),
                  title="C sweep: is C sensible?", title_align="left")
@@ -268,9 +302,70 @@ def selection_renderables(result) -> list:
         families_panel(result),
         learning_curve_panel(result),
         c_sweep_panel(result),
+        untouched_panel(result),
         advice_panel(result),
     ]
     return [p for p in panels if p is not None]
 
 
-__all__ = ["selection_renderables", "comparison_table"]
+def planted_panel(planted) -> Panel:
+    """A :class:`diag.planted.PlantedResult`: can the diagnostics see a bias on this data?"""
+    c = planted.copy
+    g = Table.grid(padding=(0, 2))
+    g.add_column(style="bold", no_wrap=True)
+    g.add_column()
+    shown = ", ".join(c.features[:6]) + (", ..." if len(c.features) > 6 else "")
+    g.add_row("planted", Text(f"E = {c.offset:.2f} + (sparse combination of {len(c.features)} standardised "
+                              f"features: {shown}), sd {c.barrier_std:.2f}; seed {c.seed}"))
+    rates = ", ".join(f"{t:g}: {c.rates_target[t]:.3g} -> {c.rates_planted.get(t, float('nan')):.3g}"
+                      for t in sorted(c.rates_target))
+    g.add_row("event rates", Text(f"natural -> planted: {rates}"))
+    g.add_row("training", f"{planted.n_per_class:,} per class (as the real audit)")
+    sl = "n/a" if planted.truth_slope is None else f"{planted.truth_slope:.3f}"
+    g.add_row("recovered slope", f"{sl} with all features (1 is right)"
+              + ("" if planted.recommended_slope is None else f"; {planted.recommended_slope:.3f} with the chosen set"))
+    g.add_row("verdict", Text(planted.verdict_level + (f" (remedy: {planted.verdict_remedy})" if planted.verdict_remedy else "")))
+    g.add_row("answers", Text(", ".join(f"{k}: {v}" for k, v in planted.answers.items())))
+    if planted.planted_kept is not None:
+        g.add_row("planted kept", f"{planted.planted_kept:.0%} of the planted features survive RFE")
+    style = {"hit": "green", "pass": "green", "miss": "red", "false-alarm": "red", "grey": "yellow"}[planted.outcome]
+    meaning = {
+        "hit": "the barriers are biased and the verdict says so: the diagnostics can see a bias on this data",
+        "pass": "the barriers are right and the verdict does not cry wolf",
+        "miss": "the barriers are biased but the verdict does not say so: on this data the diagnostics can miss a bias",
+        "false-alarm": "the barriers are right but the verdict says biased-low: treat such a verdict with care here",
+        "grey": "the recovered slope is between the bands (0.90-0.95): not scored",
+    }[planted.outcome]
+    g.add_row("outcome", Text(f"{planted.outcome}: {meaning}", style=style))
+    return Panel(g, title="Planted barriers on your own features", title_align="left")
+
+
+def calibration_table(cal) -> Panel:
+    """A :class:`diag.validate.CalibrationResult`: per scenario outcomes and the two rates."""
+    from collections import defaultdict
+
+    t = Table(box=None, padding=(0, 1), header_style="bold")
+    for col in ("scenario", "runs", "slope", "verdicts", "outcomes"):
+        t.add_column(col, justify="right" if col in ("runs", "slope") else "left")
+    by = defaultdict(list)
+    for r in cal.runs:
+        by[r.scenario].append(r)
+    for name, rs in by.items():
+        slopes = [r.truth_slope for r in rs if r.truth_slope is not None]
+        sl = f"{min(slopes):.2f}-{max(slopes):.2f}" if slopes else "n/a"
+        lv = defaultdict(int)
+        oc = defaultdict(int)
+        for r in rs:
+            lv[r.level] += 1
+            oc[r.outcome] += 1
+        t.add_row(name, str(len(rs)), sl, ", ".join(f"{k} {v}" for k, v in lv.items()),
+                  ", ".join(f"{k} {v}" for k, v in oc.items()))
+    fa = "n/a" if cal.false_alarm_rate is None else f"{cal.false_alarm_rate:.1%}"
+    mi = "n/a" if cal.miss_rate is None else f"{cal.miss_rate:.1%}"
+    summary = Text(f"false alarms {cal.false_alarms}/{cal.n_right} ({fa}); misses {cal.misses}/{cal.n_biased} ({mi}); "
+                   f"{cal.n_grey} between the bands (not scored); {len(cal.runs)} audits")
+    return Panel(Group(t, summary), title="Verdict calibration" + (" (full)" if cal.full else " (fast part)"),
+                 title_align="left")
+
+
+__all__ = ["selection_renderables", "comparison_table", "untouched_panel", "planted_panel", "calibration_table"]
