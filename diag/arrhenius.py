@@ -126,13 +126,21 @@ class ArrheniusResult:
     r2 : ndarray, shape (G_in,)
         Coefficient of determination of each ``log P`` vs ``1/T`` line.
     chi2_p : ndarray, shape (G_in,)
-        p-value of the chi-square of the residuals of each line (K - 2 dof) with
-        the propagated variances of ``log P``; NaN when K = 2.
+        p-value of the linearity test of each line: the chi-square (K - 2 dof) of the
+        weighted least-squares line through ``log P`` against ``1/T`` with the variances of
+        ``log P`` propagated from each logistic fit (temperatures are independent samples);
+        NaN when K = 2 (a line through two points cannot be tested).
     max_resid : ndarray, shape (G_in,)
         Largest absolute residual of each line, in units of ``log P``.
     linear : ndarray of bool, shape (G_in,)
-        The practitioner's linearity check: ``r2 >= r2_min``, or every residual
-        below ``resid_tol`` (R^2 means nothing for a nearly flat line near P = 1/2).
+        The statistical linearity decision: ``chi2_p >= alpha`` (True when K = 2). A line
+        is called non-Arrhenius only when its deviation is significant given how
+        uncertain each ``log P`` is. ``r2`` stays as information (the practitioner's check).
+    linear_r2 : ndarray of bool, shape (G_in,)
+        The fixed-threshold check ``r2 >= r2_min`` or every residual <= ``resid_tol``,
+        for reference only.
+    alpha : float
+        Significance level of the linearity test.
     e0, e1 : float
         ``DeltaE(S) = e0 + e1 S``.
     e0_ci, e1_ci : tuple of float
@@ -154,6 +162,7 @@ class ArrheniusResult:
     chi2_p: np.ndarray
     max_resid: np.ndarray
     linear: np.ndarray
+    linear_r2: np.ndarray
     e0: float
     e1: float
     e0_ci: tuple[float, float]
@@ -166,6 +175,7 @@ class ArrheniusResult:
     ci_level: float = 0.95
     n_draws: int = 400
     seed: int = 0
+    alpha: float = 0.01
 
     @property
     def grid_in_regime(self) -> np.ndarray:
@@ -200,6 +210,7 @@ def fit_arrhenius(
     n_draws: int = 400,
     ci_level: float = 0.95,
     seed: int = 0,
+    alpha: float = 0.01,
 ) -> ArrheniusResult:
     """Arrhenius fits of ``log P(R|S_j,T)`` against ``1/T`` and the line ``DeltaE(S)``.
 
@@ -212,8 +223,10 @@ def fit_arrhenius(
     p_max : float
         Only grid points with ``P <= p_max`` at every temperature enter (METHOD 4.3).
     r2_min, resid_tol : float
-        Linearity check: a line passes if its R^2 >= r2_min or its largest
-        residual <= resid_tol (in log P).
+        The fixed-threshold check kept for reference (``linear_r2``): R^2 >= r2_min or
+        largest residual <= resid_tol (in log P).
+    alpha : float
+        Significance level of the statistical linearity test (``linear``).
     n_draws : int
         Monte Carlo draws of the logistic parameters for the confidence intervals.
     ci_level : float
@@ -256,10 +269,11 @@ def fit_arrhenius(
         var[:, k] = np.einsum("gi,ij,gj->g", gvec, f.cov, gvec)
     dof = temps.size - 2
     if dof > 0:
-        chi2 = (resid**2 / var).sum(-1)
-        chi2_p = stats.chi2.sf(chi2, dof)
+        chi2_p = stats.chi2.sf(_wls_chi2(u, y, var), dof)
+        linear = chi2_p >= alpha
     else:
         chi2_p = np.full(g_in.size, np.nan)
+        linear = np.ones(g_in.size, dtype=bool)
     b1, b0 = _ols_slope_intercept(g_in, delta_e)
     e1, e0 = float(b1), float(b0)
 
@@ -285,7 +299,8 @@ def fit_arrhenius(
         r2=r2,
         chi2_p=chi2_p,
         max_resid=np.abs(resid).max(-1),
-        linear=(r2 >= r2_min) | (np.abs(resid).max(-1) <= resid_tol),
+        linear=linear,
+        linear_r2=(r2 >= r2_min) | (np.abs(resid).max(-1) <= resid_tol),
         e0=e0,
         e1=e1,
         e0_ci=tuple(float(v) for v in np.percentile(e0_d, q)),
@@ -298,7 +313,27 @@ def fit_arrhenius(
         ci_level=ci_level,
         n_draws=n_draws,
         seed=seed,
+        alpha=alpha,
     )
+
+
+def _wls_chi2(u: np.ndarray, Y: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Minimum chi-square of weighted lines ``Y[g, k] ~ a + b u_k`` with variances ``var[g, k]``.
+
+    Returns
+    -------
+    ndarray, shape (G,)
+        ``min_{a,b} sum_k (Y - a - b u_k)^2 / var``: chi-square with K - 2 degrees of
+        freedom when the points lie on a line and the variances are right.
+    """
+    w = 1.0 / np.maximum(var, np.finfo(float).tiny)
+    sw = w.sum(-1)
+    ub = (w * u).sum(-1) / sw
+    yb = (w * Y).sum(-1) / sw
+    du = u[None, :] - ub[:, None]
+    b = (w * du * (Y - yb[:, None])).sum(-1) / (w * du * du).sum(-1)
+    r = Y - yb[:, None] - b[:, None] * du
+    return (w * r * r).sum(-1)
 
 
 __all__ = ["LogisticFit", "fit_logistic", "ArrheniusResult", "fit_arrhenius", "softness_grid"]

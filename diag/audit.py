@@ -44,9 +44,12 @@ class AuditOptions:
         The grid spans these quantiles of the held-out softness at the training temperature.
     p_max : float
         Arrhenius regime: ``P(R|S,T) <= p_max`` at every temperature.
+    linearity_alpha : float
+        Significance level of the statistical linearity test of each ``log P`` vs ``1/T``
+        line (a chi-square with the propagated uncertainty of each ``log P``).
     r2_min, resid_tol : float
-        Linearity check of each ``log P`` vs ``1/T`` line: R^2 >= r2_min, or every
-        residual <= resid_tol in log P (nearly flat lines).
+        The fixed-threshold check kept for reference: R^2 >= r2_min, or every residual
+        <= resid_tol in log P.
     n_draws : int
         Monte Carlo draws for the confidence intervals.
     n_boot : int
@@ -65,6 +68,7 @@ class AuditOptions:
     grid_points: int = 25
     grid_quantiles: tuple[float, float] = (0.005, 0.995)
     p_max: float = 0.5
+    linearity_alpha: float = 0.01
     r2_min: float = 0.95
     resid_tol: float = 0.02
     n_draws: int = 400
@@ -82,6 +86,8 @@ class AuditOptions:
             raise UsageError(f"train-per-class must be >= 2, got {self.train_per_class}")
         if not 0 < self.p_max < 1:
             raise UsageError(f"p_max must be in (0, 1), got {self.p_max}")
+        if not 0 < self.linearity_alpha < 1:
+            raise UsageError(f"linearity alpha must be in (0, 1), got {self.linearity_alpha}")
         if self.grid_points < 2:
             raise UsageError(f"grid points must be >= 2, got {self.grid_points}")
         if self.seed < 0:
@@ -328,7 +334,7 @@ def infer_barriers(
         try:
             arr = fit_arrhenius(
                 fits, grid, p_max=options.p_max, r2_min=options.r2_min, resid_tol=options.resid_tol, n_draws=options.n_draws,
-                ci_level=options.ci_level, seed=seed_arr,
+                ci_level=options.ci_level, seed=seed_arr, alpha=options.linearity_alpha,
             )
         except InsufficientDataError as exc:
             warn.append(str(exc))
@@ -336,9 +342,11 @@ def infer_barriers(
         n_bad = int((~arr.linear).sum())
         if n_bad:
             warn.append(
-                f"log P vs 1/T is not linear (R^2 < {arr.r2_min:g}, residual > {arr.resid_tol:g}) at {n_bad} of {arr.linear.size} "
-                "grid points in the Arrhenius regime"
+                f"log P vs 1/T deviates significantly from a line (chi-square p < {arr.alpha:g}) at {n_bad} of "
+                f"{arr.linear.size} grid points in the Arrhenius regime"
             )
+        elif arr.temperatures.size < 3:
+            warn.append("two temperatures: the linearity of log P in 1/T cannot be tested")
         if arr.in_regime.sum() < 3:
             warn.append(f"only {int(arr.in_regime.sum())} softness grid points lie in the Arrhenius regime")
         if arr.e1 >= 0:
@@ -509,10 +517,15 @@ def audit(
         w_norm=float(np.linalg.norm(svm.coef_)),
     )
     note("Arrhenius fits")
-    inf = infer_barriers(
-        S, ds.label[te], ds.temperature[te], ds.group[te], split.train_temperature, options,
-        energy=None if ds.energy is None else ds.energy[te],
-    )
+    try:
+        inf = infer_barriers(
+            S, ds.label[te], ds.temperature[te], ds.group[te], split.train_temperature, options,
+            energy=None if ds.energy is None else ds.energy[te],
+        )
+    except InsufficientDataError as exc:
+        if exc.path is not None or ds.path is None:
+            raise
+        raise InsufficientDataError(exc.message, ds.path) from None
     for w in inf.warnings:
         if w not in warn and not (ds.temperatures.size < 2 and "one usable temperature" in w):
             warn.append(w)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -77,7 +78,7 @@ def arrhenius_panel(result) -> Panel:
     if a is None:
         return Panel(Text("No Arrhenius fit (see warnings)."), title="Arrhenius fits", title_align="left")
     t = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("S", "DeltaE", f"{a.ci_level:.0%} CI", "Sigma", f"{a.ci_level:.0%} CI", "R^2", "linear"):
+    for col in ("S", "DeltaE", f"{a.ci_level:.0%} CI", "Sigma", f"{a.ci_level:.0%} CI", "R^2", "chi2 p", "linear"):
         t.add_column(col, justify="right")
     for j, s in enumerate(a.grid_in_regime):
         t.add_row(
@@ -87,13 +88,15 @@ def arrhenius_panel(result) -> Panel:
             f"{a.sigma[j]:.3f}",
             _ci(a.sigma_ci[j]),
             f"{a.r2[j]:.4f}",
+            "n/a" if not np.isfinite(a.chi2_p[j]) else f"{a.chi2_p[j]:.3g}",
             "yes" if a.linear[j] else "[red]no[/]",
         )
     lines = Text.from_markup(
         f"DeltaE(S) = e0 + e1 S:  e0 = {a.e0:.3f} {_ci(a.e0_ci)},  e1 = {a.e1:.3f} {_ci(a.e1_ci)}\n"
         f"regime: P(R|S,T) <= {a.p_max:g} at every T = "
         + ", ".join(f"{x:g}" for x in a.temperatures)
-        + f"; linear: R^2 >= {a.r2_min:g} or residuals <= {a.resid_tol:g}"
+        + f"; linear: no significant deviation from a line (chi-square with the propagated uncertainty of "
+        f"log P, p >= {a.alpha:g}); R^2 for information"
     )
     return Panel(Group(t, lines), title="Arrhenius fits  log P(R|S,T) = Sigma(S) - DeltaE(S)/T", title_align="left")
 
