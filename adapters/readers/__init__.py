@@ -330,10 +330,12 @@ def check_complete(lines: list[str], n: int, path: str, frame: int, what: str = 
     """The ``n`` lines of a frame were all read, and the last one is complete.
 
     A last line without a newline (the end of the file) is accepted as
-    complete when it has as many fields as the line before it and its last
-    field is no shorter than the shortest value of that column in the frame;
-    otherwise the file was cut inside it (truncated). A cut that leaves a
-    shorter but still plausible number cannot be told from a complete file.
+    complete when it has as many fields as the other lines of the frame, its
+    last field is a number, and, when every other line prints that column
+    with the same number of decimals (a fixed format such as ``%.8f``), it
+    has that many too. Otherwise the file was cut inside it (truncated). A
+    cut inside the last number of a column printed with varying digits
+    (``%g``, shortest round-trip) cannot be told from a complete file.
     """
     if len(lines) < n:
         raise DataError(
@@ -344,8 +346,20 @@ def check_complete(lines: list[str], n: int, path: str, frame: int, what: str = 
         ok = n >= 2 and bool(last)
         if ok:
             fields = [ln.split() for ln in lines[:-1]]
-            ok = len(last) == len(fields[-1]) and all(len(f) == len(last) for f in fields)
-            if ok:
-                ok = len(last[-1]) >= min(len(f[-1]) for f in fields)
+            ok = all(len(f) == len(last) for f in fields)
+        if ok:
+            try:
+                float(last[-1])
+            except ValueError:
+                ok = False
+        if ok:
+            decimals = {_decimals(f[-1]) for f in fields}
+            ok = len(decimals) > 1 or _decimals(last[-1]) in decimals
         if not ok:
             raise DataError(f"frame {frame}: last line is incomplete (truncated file?)", path)
+
+
+def _decimals(token: str) -> int:
+    """Digits after the decimal point of a printed number (-1 without a point)."""
+    mantissa = token.lower().split("e", 1)[0]
+    return len(mantissa) - mantissa.index(".") - 1 if "." in mantissa else -1
