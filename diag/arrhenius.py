@@ -141,6 +141,11 @@ class ArrheniusResult:
         for reference only.
     alpha : float
         Significance level of the linearity test.
+    curvature : ndarray, shape (G_in,)
+        Coefficient ``c`` of a weighted quadratic ``log P = a + b/T + c/T^2`` (NaN when
+        K = 2). ``c > 0`` (log P convex in 1/T) is what a spread of barriers among
+        particles of equal softness produces (``log <exp(-E/T)> ~ -<E>/T + Var(E|S)/(2T^2)``):
+        a softness that misses part of the barrier.
     e0, e1 : float
         ``DeltaE(S) = e0 + e1 S``.
     e0_ci, e1_ci : tuple of float
@@ -176,10 +181,26 @@ class ArrheniusResult:
     n_draws: int = 400
     seed: int = 0
     alpha: float = 0.01
+    curvature: np.ndarray | None = None
 
     @property
     def grid_in_regime(self) -> np.ndarray:
         return self.grid[self.in_regime]
+
+    @property
+    def convex_deviation(self) -> np.ndarray:
+        """Grid points whose significant deviation from a line is convex in 1/T (``c > 0``), shape (G_in,).
+
+        The signature of a spread of barriers at fixed softness (an incomplete softness),
+        which biases barriers low; not a failure of the Arrhenius form itself.
+        """
+        c = np.nan_to_num(np.asarray(self.curvature if self.curvature is not None else np.zeros(self.linear.size)))
+        return ~self.linear & (c > 0)
+
+    @property
+    def other_deviation(self) -> np.ndarray:
+        """Grid points with a significant deviation that is not convex in 1/T, shape (G_in,)."""
+        return ~self.linear & ~self.convex_deviation
 
 
 def softness_grid(S_ref: np.ndarray, n_points: int = 25, quantiles: tuple[float, float] = (0.005, 0.995)) -> np.ndarray:
@@ -271,9 +292,11 @@ def fit_arrhenius(
     if dof > 0:
         chi2_p = stats.chi2.sf(_wls_chi2(u, y, var), dof)
         linear = chi2_p >= alpha
+        curvature = _wls_quadratic(u, y, var)
     else:
         chi2_p = np.full(g_in.size, np.nan)
         linear = np.ones(g_in.size, dtype=bool)
+        curvature = np.full(g_in.size, np.nan)
     b1, b0 = _ols_slope_intercept(g_in, delta_e)
     e1, e0 = float(b1), float(b0)
 
@@ -314,6 +337,7 @@ def fit_arrhenius(
         n_draws=n_draws,
         seed=seed,
         alpha=alpha,
+        curvature=curvature,
     )
 
 
@@ -334,6 +358,19 @@ def _wls_chi2(u: np.ndarray, Y: np.ndarray, var: np.ndarray) -> np.ndarray:
     b = (w * du * (Y - yb[:, None])).sum(-1) / (w * du * du).sum(-1)
     r = Y - yb[:, None] - b[:, None] * du
     return (w * r * r).sum(-1)
+
+
+def _wls_quadratic(u: np.ndarray, Y: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Coefficient ``c`` of weighted quadratics ``Y[g, k] ~ a + b u_k + c u_k^2``, shape (G,)."""
+    A = np.column_stack([np.ones_like(u), u, u * u])  # (K, 3)
+    out = np.full(Y.shape[0], np.nan)
+    if u.size < 3:
+        return out
+    for g in range(Y.shape[0]):
+        w = 1.0 / np.sqrt(np.maximum(var[g], np.finfo(float).tiny))
+        coef, *_ = np.linalg.lstsq(A * w[:, None], Y[g] * w, rcond=None)
+        out[g] = coef[2]
+    return out
 
 
 __all__ = ["LogisticFit", "fit_logistic", "ArrheniusResult", "fit_arrhenius", "softness_grid"]

@@ -341,9 +341,11 @@ def infer_barriers(
     if arr is not None:
         n_bad = int((~arr.linear).sum())
         if n_bad:
+            n_cvx = int(arr.convex_deviation.sum())
             warn.append(
                 f"log P vs 1/T deviates significantly from a line (chi-square p < {arr.alpha:g}) at {n_bad} of "
                 f"{arr.linear.size} grid points in the Arrhenius regime"
+                + (f" ({n_cvx} of them bend upward in 1/T: a spread of barriers at equal softness)" if n_cvx else "")
             )
         elif arr.temperatures.size < 3:
             warn.append("two temperatures: the linearity of log P in 1/T cannot be tested")

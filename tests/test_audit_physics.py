@@ -30,7 +30,11 @@ def test_small_training_set_biases_barriers_low_while_every_check_passes(toy_def
     r = audit(toy_default, AuditOptions(train_per_class=100, seed=seed))
     assert r.truth.slope < 0.8  # clearly underestimated (about 0.5-0.6)
     assert r.classifier.accuracy > BAYES - 0.04  # accuracy only a little below its best
-    assert r.arrhenius.linear.all()  # the usual linearity checks still pass
+    assert r.arrhenius.linear_r2.all()  # the usual linearity checks (R^2) still pass
+    # where the statistical test does see a deviation, log P is convex in 1/T: the spread of
+    # barriers among particles of equal softness (an incomplete softness), not noise
+    bad = ~r.arrhenius.linear
+    assert (r.arrhenius.curvature[bad] > 0).all()
     assert r.arrhenius.e1 < 0
     assert r.criterion.variance < 0.8 * 10.0  # ... but the variance criterion sees it
 

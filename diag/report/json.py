@@ -106,6 +106,7 @@ def audit_to_dict(result) -> dict:
             "chi2_p": a.chi2_p,
             "linear": a.linear,
             "linear_r2": a.linear_r2,
+            "curvature": a.curvature,
             "linearity_alpha": a.alpha,
             "linearity_test": "chi-square of the weighted line through log P vs 1/T, propagated logistic covariances",
             "e0": a.e0,
