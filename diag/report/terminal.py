@@ -46,12 +46,31 @@ def dataset_panel(result) -> Panel:
     if prov:
         t.add_row("generator", f"{prov.get('generator', '?')} {prov.get('version', '')}, seed {prov.get('seed', '?')}")
     conv = d.get("conventions") or {}
+    dyn = conv.get("dynamics")
+    for k, dc in enumerate(dyn if isinstance(dyn, list) else [dyn] if isinstance(dyn, dict) else []):
+        t.add_row("labels" if k == 0 else "", Text(_labels_line(dc)))
     for key in sorted(conv):
         val = conv[key]
         if isinstance(val, (dict, list)):
             continue
         t.add_row(key, str(val))
     return Panel(t, title="Dataset", title_align="left")
+
+
+def _labels_line(dc: dict) -> str:
+    """One line for the rearrangement labels: windows in frames and time, thresholds, hard rule."""
+    def frames(key_f, key_t):
+        f, tm = dc.get(key_f), dc.get(key_t)
+        return f"{f} frames" + ("" if tm is None else f" ({tm:g} time units)")
+
+    side = "[t - P, t + P]" if dc.get("hard_side", "before") == "both" else "[t - P, t]"
+    nat = dc.get("natural_fraction", 1.0)
+    return (
+        f"t_R = {frames('window_frames', 'window_time')}; R = 1 and soft: p_hop > {dc.get('p_c'):g}; "
+        f"hard: p_hop < {dc.get('p_hard'):g} over {side}, P = {frames('persistence_frames', 'persistence_time')}; "
+        f"every {dc.get('every_frames')} frames"
+        + ("" if nat in (None, 1, 1.0) else f"; natural population subsampled to {nat:g}")
+    )
 
 
 def classifier_panel(result) -> Panel:
