@@ -98,3 +98,55 @@ def test_memory_guard_refuses_what_cannot_fit():
     with pytest.raises(DataError, match="needs about 9.3 GiB but only 0.9 GiB") as exc:
         check_memory(1e10, "loading 1 x 1 features", "big.h5", available=10**9)
     assert str(exc.value).startswith("big.h5: ")
+
+
+def test_roles_and_natural_population_round_trip(tmp_path):
+    ds = _small()
+    role = np.where(ds.label == 1, 1, np.where(np.arange(ds.n_samples) % 3 == 0, -1, 0)).astype(np.int8)
+    natural = np.ones(ds.n_samples, dtype=np.int8)
+    natural[(role >= 0) & (np.arange(ds.n_samples) % 4 == 0)] = 0
+    ds.role, ds.natural = role, natural
+    back = read_dataset(ds.write(tmp_path / "d.h5"))
+    np.testing.assert_array_equal(back.role, role)
+    np.testing.assert_array_equal(back.natural, natural)
+    assert back.schema_version == 2 and not back.training_only
+    # defaults: the toy case, every sample natural and a training sample of its class
+    plain = _small()
+    np.testing.assert_array_equal(plain.role, plain.label)
+    assert (plain.natural == 1).all()
+
+
+@pytest.mark.parametrize(
+    "role,natural,words",
+    [
+        ([2] * 40, None, "samples/role"),
+        (None, [2] * 40, "samples/natural"),
+        (None, [0] * 40, "all 0"),
+        ([-1] * 40, [1] * 39 + [0], "neither natural nor in the training set"),
+    ],
+)
+def test_bad_roles_are_refused(tmp_path, role, natural, words):
+    ds = _small()
+    if role is not None:
+        ds.role = np.asarray(role, dtype=np.int8)
+    if natural is not None:
+        ds.natural = np.asarray(natural, dtype=np.int8)
+    with pytest.raises(DataError, match=words):
+        ds.validate()
+
+
+def test_schema_1_trajectory_dataset_is_read_as_training_only(tmp_path):
+    from diag.audit import AuditOptions, audit
+
+    ds = _small(n=400)
+    ds.provenance = {"generator": "glass-diag features"}
+    path = ds.write(tmp_path / "old.h5")
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = 1
+        del f["samples/role"], f["samples/natural"]
+    old = read_dataset(path)
+    assert old.schema_version == 1 and old.training_only
+    np.testing.assert_array_equal(old.role, old.label)
+    r = audit(old, AuditOptions(n_draws=50, n_boot=50))
+    assert any("schema-1 dataset from trajectories" in w for w in r.warnings)
+    assert r.dataset["training_only"] is True
