@@ -55,10 +55,10 @@ class LearningCurvePoint:
 class DeficitTest:
     """Is the criterion still rising at the largest training size? Three answers.
 
-    The points at the largest ``len(sizes_used)`` sizes (every repeat) are fitted by
-    least squares to ``V(N) = V_inf - a / N`` (the asymptotic law of a direction error
-    ``~ d / N``). The remaining deficit at the largest size is ``a / N_max``, reported
-    relative to ``V_inf`` with a two-sided Student-t CI at ``level`` (``n_points - 2`` dof).
+    The points at the largest ``len(sizes_used)`` sizes (default four; every repeat) are
+    fitted by least squares to ``V(N) = V_inf - a / N`` (the asymptotic law of a direction
+    error ``~ d / N``). The remaining deficit at the largest size is ``a / N_max``, reported
+    relative to ``V_inf`` with a Student-t CI at ``level`` (``n_points - 2`` dof).
 
     Attributes
     ----------
@@ -110,7 +110,7 @@ class DeficitTest:
         }
 
 
-def deficit_test(n: np.ndarray, v: np.ndarray, tol: float = 0.06, n_tail: int = 3, level: float = 0.95) -> DeficitTest:
+def deficit_test(n: np.ndarray, v: np.ndarray, tol: float = 0.06, n_tail: int = 4, level: float = 0.90) -> DeficitTest:
     """The three-way rule of the learning curve (see :class:`DeficitTest`).
 
     Parameters
@@ -124,7 +124,9 @@ def deficit_test(n: np.ndarray, v: np.ndarray, tol: float = 0.06, n_tail: int = 
     n_tail : int
         Number of largest distinct sizes fitted.
     level : float
-        Two-sided confidence level of the CI of the deficit.
+        Two-sided confidence level of the CI of the deficit; each end is a one-sided bound
+        at ``(1 + level) / 2`` (default 0.90: "rising" and "levelled" are each one-sided
+        tests at 5%, as in an equivalence test).
     """
     n = np.asarray(n, dtype=float)
     v = np.asarray(v, dtype=float)
@@ -275,8 +277,8 @@ def learning_curve(
     the audit's training groups, fits the SVM (audit's C) and evaluates it on the same
     held-out samples. A size that takes every training sample of the rarer class is
     fitted once (its draws would share that whole class, so its repeats would not be
-    independent). The "still rising" flag is :func:`deficit_test` over the three
-    largest sizes with ``lc_deficit_tol``.
+    independent). The answer ("rising", "levelled", "cannot-tell") is :func:`deficit_test`
+    over the four largest sizes with ``lc_deficit_tol``.
 
     The points (size, repeat) are independent tasks run by ``scheduler`` (a
     :class:`diag.parallel.Scheduler`; default ``selection_options.scheduler``, None:

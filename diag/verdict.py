@@ -375,17 +375,27 @@ def make_verdict(result, selection=None) -> Verdict:
             problems + [w for w in result.warnings if "Arrhenius" in w or "temperature" in w][:2],
             truth=truth,
         )
-    frac_bad = float(np.mean(~arr.linear)) if arr.linear.size else 1.0
+    # a significant deviation convex in 1/T is what a spread of barriers at fixed softness gives
+    # (an incomplete softness, which biases barriers low); any other deviation breaks the Arrhenius form
+    frac_bad = float(np.mean(arr.other_deviation)) if arr.linear.size else 1.0
+    frac_convex = float(np.mean(arr.convex_deviation)) if arr.linear.size else 0.0
     if frac_bad > MAX_NONLINEAR_FRACTION:
-        problems.append(f"log P is not linear in 1/T at {frac_bad:.0%} of the softness grid: not Arrhenius")
+        problems.append(
+            f"log P deviates significantly from a line in 1/T at {frac_bad:.0%} of the softness grid: not Arrhenius"
+        )
+    elif frac_convex > MAX_NONLINEAR_FRACTION:
+        good.append(
+            f"log P bends upward in 1/T at {frac_convex:.0%} of the softness grid (significant): particles of equal "
+            "softness have a spread of barriers, the signature of a softness that misses part of the barrier"
+        )
     if arr.e1 >= 0:
         problems.append("DeltaE(S) does not decrease with softness")
     if arr.in_regime.sum() < 3:
         problems.append(f"only {int(arr.in_regime.sum())} softness grid points lie in the Arrhenius regime")
     if not problems:
         good.append(
-            f"Arrhenius fits are linear at {int(arr.linear.sum())}/{arr.linear.size} softness grid points; "
-            f"DeltaE(S) = {arr.e0:.2f} {arr.e1:+.2f} S"
+            f"log P is consistent with a line in 1/T at {int(arr.linear.sum())}/{arr.linear.size} softness grid "
+            f"points; DeltaE(S) = {arr.e0:.2f} {arr.e1:+.2f} S"
         )
 
     evidence = collect_evidence(selection)
