@@ -46,13 +46,15 @@ Conventions
                         changing box (NPT, ``fix deform``) it agrees exactly
                         with the ``"images"`` method.
 
-  Whatever the method, a step longer than :data:`MAX_STEP_FRACTION` (0.4) box
-  lengths along any box vector between two stored frames stops the run with
-  a :class:`~diag.errors.DataError`: near half a box, minimum-image unwrapping
-  cannot tell a real step from a jump to another particle, and the usual cause
-  is particles reordered between frames in a file without ids (or frames too
-  far apart). The largest step seen is kept in
-  :attr:`Unwrapper.max_step_fraction` for the record.
+  With minimum-image unwrapping, a step longer than :data:`MAX_STEP_FRACTION`
+  (0.4) box lengths along any box vector between two stored frames stops the
+  run with a :class:`~diag.errors.DataError`: near half a box it cannot tell
+  a real step from a jump to another particle, and the usual cause is
+  particles reordered between frames in a file without ids (or frames too far
+  apart). With images or unwrapped positions from the file the limit is
+  :data:`MAX_STEP_FRACTION_KNOWN` (half a box): beyond it the rows are other
+  particles, or the file's unwrapped positions are not continuous. The
+  largest step seen is kept in :attr:`Unwrapper.max_step_fraction`.
 """
 
 from __future__ import annotations
@@ -754,7 +756,11 @@ class Trajectory:
 
 # ---------------------------------------------------------------------- unwrap
 #: a step longer than this fraction of a box vector between two stored frames stops the run
+#: when unwrapping by minimum image (near 1/2 it cannot tell a step from a jump to another particle)
 MAX_STEP_FRACTION = 0.4
+#: the same limit when the file's image flags or unwrapped positions give the step: beyond half
+#: a box between two frames, the rows are other particles or the frames are far too apart
+MAX_STEP_FRACTION_KNOWN = 0.5
 
 
 class Unwrapper:
@@ -768,12 +774,13 @@ class Unwrapper:
         For messages.
     particle_ids : ndarray, shape (N,), optional
         Identifiers named in messages (default: row numbers).
-    max_step : float
+    max_step : float, optional
         The largest accepted step between consecutive stored frames, in
         fractional coordinates (box lengths along each box vector); default
-        :data:`MAX_STEP_FRACTION`. A longer step is a :class:`DataError`:
-        particles were reordered between frames (a file without ids), or the
-        frames are too far apart for the minimum-image convention.
+        :data:`MAX_STEP_FRACTION` for ``"minimum-image"`` and
+        :data:`MAX_STEP_FRACTION_KNOWN` otherwise. A longer step is a
+        :class:`DataError`: particles were reordered between frames (a file
+        without ids), or the frames are too far apart to unwrap.
 
     Attributes
     ----------
@@ -783,12 +790,14 @@ class Unwrapper:
     """
 
     def __init__(self, method: str, path: str | None = None, particle_ids: np.ndarray | None = None,
-                 max_step: float = MAX_STEP_FRACTION):
+                 max_step: float | None = None):
         if method not in UNWRAP_METHODS:
             raise ValueError(f"unwrap method must be one of {UNWRAP_METHODS}")
         self.method = method
         self.path = path
         self.particle_ids = particle_ids
+        if max_step is None:
+            max_step = MAX_STEP_FRACTION if method == "minimum-image" else MAX_STEP_FRACTION_KNOWN
         self.max_step = float(max_step)
         self.max_step_fraction = 0.0
         self._prev_frac: np.ndarray | None = None

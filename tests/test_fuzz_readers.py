@@ -154,7 +154,9 @@ def sources(tmp_path_factory):
     from tests.adapters.writers import make_synthetic, write_gsd, write_h5md, write_lammps, write_xyz
 
     d = tmp_path_factory.mktemp("fuzz-sources")
-    syn3 = make_synthetic(dim=3, n_side=2, n_frames=4, seed=1)
+    # a hop of 0.35 box lengths: minimum-image unwrapping refuses steps beyond 0.4 (a 0.9 hop in this
+    # 2-particle-wide box would be 0.45)
+    syn3 = make_synthetic(dim=3, n_side=2, n_frames=4, seed=1, hops={0: (2, np.array([-0.7, 0.0, 0.0]))})
     syn2 = make_synthetic(dim=2, n_side=3, n_frames=4, seed=2)
     makers = {
         "h5md": [

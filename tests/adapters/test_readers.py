@@ -600,19 +600,22 @@ def test_unwrapping_with_a_changing_box_agrees_with_images():
     assert np.abs(Ui - Ui[0]).max() > 3.0  # real crossings
 
 
-@pytest.mark.parametrize("method", ["minimum-image", "images", "file"])
-def test_a_step_near_half_a_box_stops_the_run(method):
+@pytest.mark.parametrize("method,limit", [("minimum-image", 0.4), ("images", 0.5), ("file", 0.5)])
+def test_a_step_near_half_a_box_stops_the_run(method, limit):
     box = make_box([10.0, 10.0, 10.0], [0, 0, 0])
     u = Unwrapper(method, "f.xyz", particle_ids=np.array([7, 9]))
     img = np.zeros((2, 3), dtype=np.int64)
-    u(Frame(index=0, box=box, positions=np.array([[1.0, 1.0, 1.0], [5.0, 5.0, 5.0]]), image=img))
-    u(Frame(index=1, box=box, positions=np.array([[4.9, 1.0, 1.0], [5.0, 5.0, 5.0]]), image=img))  # 0.39: fine
-    assert u.max_step_fraction == pytest.approx(0.39)
+    ok = limit - 0.01
+    u(Frame(index=0, box=box, positions=np.array([[1.0, 1.0, 1.0], [5.0, 4.0, 5.0]]), image=img))
+    u(Frame(index=1, box=box, positions=np.array([[1.0 + 10 * ok, 1.0, 1.0], [5.0, 4.0, 5.0]]), image=img))
+    assert u.max_step_fraction == pytest.approx(ok)
     with pytest.raises(DataError) as exc:
-        u(Frame(index=2, box=box, positions=np.array([[4.9, 1.0, 1.0], [5.0, 9.2, 5.0]]), image=img))
+        u(Frame(index=2, box=box, positions=np.array([[1.0 + 10 * ok, 1.0, 1.0], [5.0, 4.0 + 10 * (limit + 0.02), 5.0]]),
+                image=img))
     msg = str(exc.value)
-    assert msg.startswith("f.xyz: frame 2: particle id 9 moved 0.42 box lengths along y")
-    assert "reordered between frames" in msg and "too far apart" in msg and "\n" not in msg
+    assert msg.startswith(f"f.xyz: frame 2: particle id 9 moved {limit + 0.02:.3g} box lengths along y")
+    assert f"beyond {limit:g}" in msg and "reordered between frames" in msg and "too far apart" in msg
+    assert "\n" not in msg
 
 
 def test_reordered_rows_without_ids_are_refused(tmp_path):
