@@ -345,7 +345,10 @@ def open(path: str, **options) -> Trajectory:  # noqa: A001 - the reader protoco
             if types is not None and lay.raw_types is not None and not np.array_equal(types, lay.raw_types):
                 raise DataError(f"frame {k}: atom types differ from frame 0 (types must be constant)", path)
             if lay.labels is not None and k > 0:
-                labels = np.array([ln.split()[lay.label_col] for ln in lines])[order]
+                try:
+                    labels = np.array([ln.split()[lay.label_col] for ln in lines])[order]
+                except IndexError:
+                    raise DataError(f"frame {k}: malformed atom lines (missing {lay.label_name} column)", path) from None
                 if not np.array_equal(labels, lay.labels):
                     raise DataError(f"frame {k}: atom {lay.label_name}s differ from frame 0 (must be constant)", path)
             if pos.shape[1] < dim:
