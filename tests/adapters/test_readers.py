@@ -758,14 +758,22 @@ def test_the_dimension_rule_is_the_same_for_every_reader(tmp_path):
                 g["box/edges"] = np.append(syn.lengths, 1.0)
                 g["box"].attrs["dimension"] = 3
                 g["box"].attrs["boundary"] = np.array(["periodic"] * 3, dtype="S8")
-        if fmt == "gsd":  # declared 3D, but flat
+        if fmt == "gsd":  # HOOMD frames that say 3 dimensions, with z = 0 and Lz = 1
             import gsd.hoomd
 
-            with gsd.hoomd.open(path, "r+") as f:
-                pass
-            write_gsd(path, syn, box=list(syn.lengths) + [1.0, 0, 0, 0])
-            with gsd.fl.open(str(path), "r+") as f:  # noqa: F841 - dimensions stay as written (2)
-                pass
+            cen, img = syn.centred(), syn.images
+            with gsd.hoomd.open(path, "w") as f:
+                for k in range(syn.n_frames):
+                    fr = gsd.hoomd.Frame()
+                    fr.configuration.step = int(syn.steps[k])
+                    fr.configuration.dimensions = 3
+                    fr.configuration.box = [*syn.lengths, 1.0, 0.0, 0.0, 0.0]
+                    fr.particles.N = syn.n
+                    fr.particles.types = syn.species
+                    fr.particles.typeid = syn.typeid.astype(np.uint32)
+                    fr.particles.position = np.column_stack([cen[k], np.zeros(syn.n)])
+                    fr.particles.image = np.column_stack([img[k], np.zeros(syn.n, dtype=np.int64)]).astype(np.int32)
+                    f.append(fr)
         tr, frames, U = read_all(path)
         assert tr.dimensions == 2, fmt
         assert_matches_truth(syn, tr, frames, U, atol=2e-6 if fmt == "gsd" else 1e-12)
