@@ -9,8 +9,11 @@ sessions load them in well under a second. The callers always pass the same argu
 
 Layout. Neighbours of one chunk of query particles are a CSR structure: the bonds of query ``b``
 are ``ptr[b] .. ptr[b+1]``, grouped by neighbour species in ascending order, each with its
-species, its float64 minimum-image vector ``(dx, dy, dz)`` (``dz = 0`` in 2D) and ``d2 = r^2``;
-only ``0 < r^2 < rq^2`` is stored. :func:`cell_neighbours` builds it from the cell list of
+species, its float64 bond vector ``(dx, dy, dz)`` (``dz = 0`` in 2D) and ``d2 = r^2``;
+only ``0 < r^2 < rq^2`` is stored. The points are those of an orthorhombic box with ``rq`` below
+half of every length (each neighbour has one image within ``rq``); for small or triclinic boxes
+``adapters.structure`` passes the particles together with their explicit periodic images, and the
+kernels run unchanged. :func:`cell_neighbours` builds it from the cell list of
 ``adapters.structure._Context`` (the same cells, stencil and periodic images as the numpy path);
 the freud engine builds it in numpy. :func:`chunk_sums` turns it into features:
 

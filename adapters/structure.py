@@ -435,11 +435,6 @@ class _BoxGeom:
             return self.lengths.copy()
         return 1.0 / np.linalg.norm(np.linalg.inv(self.matrix), axis=1)
 
-    def params(self) -> tuple[float, float, float, float, float, float]:
-        """``(Lx, Ly, Lz, xy, xz, yz)`` (``Lz = 0`` in 2D)."""
-        L = [float(x) for x in self.lengths] + ([0.0] if self.dim == 2 else [])
-        return (L[0], L[1], L[2], *self.tilts)
-
 
 _BOX_FORMS = "a freud.box.Box, (Lx, Ly), (Lx, Ly, Lz) or (Lx, Ly, Lz, xy, xz, yz)"
 
