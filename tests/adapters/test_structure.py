@@ -622,6 +622,7 @@ def test_small_box_default_grid(engine, kernel):
     ((1.3, 0.9), 3),  # 2D, box smaller than the angular cutoff
     ((4.0, 3.0, 0.0, -0.45, 0.0, 0.0), 14),  # 2D triclinic, small
     ((2.5, 3.0, 2.2), 12),  # 3D small
+    ((4.0, 3.0, 3.5, 1.3, -0.7, 0.6), 10),  # 3D, tilts beyond +-1/2 (a box that is not reduced)
 ])
 @pytest.mark.parametrize("cfg", [SMALL, GENERAL], ids=["integer-powers", "general"])
 def test_small_boxes_match_reference(box, n, cfg, engine, kernel):
