@@ -157,6 +157,28 @@ def _engine_box(box):
     return tuple(params()) if callable(params) else tuple(box.lengths)
 
 
+def _peek_frame_interval(traj: Trajectory) -> float | None:
+    """Time between frames from the first two frames (None when the frames carry no times).
+
+    Needed before streaming, to turn label windows given in time into frames; the reader
+    checks during the stream that every interval is the same.
+    """
+    if traj.frame_interval_time is not None:
+        return float(traj.frame_interval_time)
+    if traj.n_frames < 2:
+        return None
+    it = iter(traj)
+    try:
+        t0, t1 = next(it).time, next(it).time
+    except StopIteration:  # pragma: no cover - n_frames >= 2
+        return None
+    finally:
+        it.close()
+    if t0 is None or t1 is None or not float(t1) > float(t0):
+        return None
+    return float(t1) - float(t0)
+
+
 def _peek_first_frame(traj: Trajectory):
     it = iter(traj)
     try:
@@ -269,11 +291,13 @@ def build_dataset(
                 if not np.isfinite(T) or T <= 0:
                     raise DataError(f"temperature in the file is {T:g}; it must be positive", path)
             else:
+                note = getattr(traj, "temperature_note", None)
                 raise DataError(
-                    "no temperature in the file; give one per file with --temperature", path
+                    "no temperature in the file; give one per file with --temperature" + (f" ({note})" if note else ""),
+                    path,
                 )
             type_map, mapping = species_type_map(traj, scfg.species, config.species_map, config.source)
-            fdyn = dcfg.resolve(traj.frame_interval_time, path)
+            fdyn = dcfg.resolve(_peek_frame_interval(traj), path)
             check_enough_frames(traj.n_frames, fdyn, path)
             check_memory(
                 streaming_bytes(traj.n_particles, traj.dimensions, fdyn),
@@ -440,7 +464,7 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
     types = prep.type_map[traj.types]
     is_centre = np.isin(types, centre_ids) if centre_ids is not None else np.ones(n, dtype=bool)
     labeller = HopLabeller(n, dcfg)
-    unwrap = Unwrapper(traj.unwrap_method, path)
+    unwrap = Unwrapper(traj.unwrap_method, path, traj.particle_ids)
     pending: dict[int, tuple] = {}
     out = _FileSamples()
     n_soft = n_hard = 0
