@@ -43,6 +43,16 @@ def _bayes_check(seed: int) -> list[Check]:
     ]
 
 
+def _practitioner_linear(arr) -> np.ndarray:
+    """The practitioner's linearity check of each log P vs 1/T line: R^2 >= r2_min or tiny residuals.
+
+    This is the "usual check" METHOD section 2 says still passes at small N; the audit's own
+    statistical test (``ArrheniusResult.linear``) is stricter and may flag the convex bend
+    that a spread of barriers at equal softness gives.
+    """
+    return (arr.r2 >= arr.r2_min) | (arr.max_resid <= arr.resid_tol)
+
+
 def _size_checks(seed: int) -> list[Check]:
     from toymodel import ToyModel
 
@@ -65,9 +75,10 @@ def _size_checks(seed: int) -> list[Check]:
             "small-N",
             "100 per class: barriers biased low, accuracy a little below, checks pass",
             f"slope {small.truth.slope:.3f}, accuracy {small.classifier.accuracy:.3f}, "
-            f"linear {int(small.arrhenius.linear.sum())}/{small.arrhenius.linear.size}",
-            f"slope < 0.8, accuracy > {bayes - 0.04:.3f}, all linear",
-            small.truth.slope < 0.8 and small.classifier.accuracy > bayes - 0.04 and bool(small.arrhenius.linear.all()),
+            f"R^2 check passed at {int(_practitioner_linear(small.arrhenius).sum())}/{small.arrhenius.linear.size}",
+            f"slope < 0.8, accuracy > {bayes - 0.04:.3f}, the usual R^2 linearity check passes everywhere",
+            small.truth.slope < 0.8 and small.classifier.accuracy > bayes - 0.04
+            and bool(_practitioner_linear(small.arrhenius).all()),
         ),
     ]
 
