@@ -399,9 +399,9 @@ def run_calibration(
     Parameters
     ----------
     full : bool
-        Every scenario at every seed of :data:`CAL_SEEDS` and planted barriers on the real
-        structure-function matrix at each seed (about 50 audits); else the fast part: each
-        scenario at the first seed and one planted run.
+        Every scenario at every seed of :data:`CAL_SEEDS` and two planted-barrier runs on the
+        real structure-function matrix at each seed (50 audits); else the fast part: each
+        scenario at the first seed and one planted run on 36 frames (9 audits).
     seeds : tuple of int, optional
         Override the seeds.
     planted : bool
@@ -436,11 +436,9 @@ def run_calibration(
         from .planted import PlantedOptions, planted_audit
 
         matrix = structure_matrix(max_frames=None if full else 36)
+        variants = (("planted-real", None, 1), ("planted-real-large", None, 6)) if full else (("planted-real", None, 1),)
         for seed in seeds:
-            for name, rates, copies in (
-                ("planted-real", None, 1),
-                ("planted-real-large", None, 6),
-            ):
+            for name, rates, copies in variants:
                 if progress:
                     progress(f"{name} {seed}")
                 t0 = time.perf_counter()
