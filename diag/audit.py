@@ -21,6 +21,14 @@ from .errors import DataError, InsufficientDataError, UsageError
 
 SOFTNESS_UNITS = "standardised feature space: S = (w.z + b)/|w|, z = (x - mean)/std; S > 0 on the rearranging side"
 
+#: rows of features whose softness is computed at a time (a multiple of the SVM's own
+#: internal chunk, so the streamed S is bitwise the one-shot S); 65536 x 166 float32 = 43 MB
+SOFTNESS_BLOCK_ROWS = 1 << 16
+
+#: largest held-out natural population the feature-selection diagnostics use whole; above
+#: it they run on a seeded subsample of whole groups (docs/memory.md)
+SELECTION_MAX_NATURAL = 200_000
+
 
 @dataclass
 class AuditOptions:
@@ -283,6 +291,105 @@ def fit_softness(ds: Dataset, split: Split, options: AuditOptions, columns: np.n
     return svm, [f"{w.category.__name__}: {w.message}" for w in caught]
 
 
+def streamed_softness(svm, features, rows: np.ndarray, block_rows: int = SOFTNESS_BLOCK_ROWS) -> np.ndarray:
+    """Softness of some rows, computed a block of rows at a time.
+
+    Only one block of features is in memory at a time (read from the file when ``features``
+    is a :class:`diag.dataset.FeatureStore`); each block goes through the estimator's own
+    :meth:`~diag.svm.SoftnessSVM.softness`, so there is one definition of S.
+
+    Parameters
+    ----------
+    svm : diag.svm.SoftnessSVM
+        Fitted.
+    features : ndarray or FeatureStore, shape (n_samples, n_features)
+    rows : ndarray of int, shape (m,)
+    block_rows : int
+        Rows per block; keep it a multiple of the SVM's chunk (16384) for results bitwise
+        equal to ``svm.softness(features[rows])``.
+
+    Returns
+    -------
+    ndarray, shape (m,), float64
+    """
+    rows = np.asarray(rows)
+    out = np.empty(rows.size)
+    for a in range(0, rows.size, block_rows):
+        out[a : a + block_rows] = svm.softness(features[rows[a : a + block_rows]])
+    return out
+
+
+def selection_sample(
+    ds: Dataset, split: Split, options: AuditOptions, cap: int = SELECTION_MAX_NATURAL
+) -> tuple[Dataset, dict]:
+    """The samples the feature-selection diagnostics run on, and how they were drawn.
+
+    Up to ``cap`` held-out natural samples the diagnostics use the dataset itself (when its
+    features are lazy: every held-out group and the training roles, loaded into memory). Above it they use a seeded subsample of whole
+    groups (frames) of the held-out natural population: at each temperature the groups are
+    taken in a random order (seed: ``options.seed``) until that temperature's share of
+    ``cap`` is reached (at least two groups). Every training-role sample at the training
+    temperature is kept, so the subsample's split has the same groups and, when every group
+    at the training temperature holds a training sample, the same training set as the audit;
+    samples kept only for their role are marked outside the natural population.
+
+    Parameters
+    ----------
+    ds : Dataset
+    split : Split
+        The audit's split.
+    options : AuditOptions
+    cap : int
+        Largest held-out natural population used whole.
+
+    Returns
+    -------
+    sample : Dataset
+        In memory.
+    info : dict
+        ``subsampled``, ``cap``, ``seed``, ``how``, ``n_natural_heldout`` (whole), and for a
+        subsample ``n_natural`` / ``n_groups`` per temperature, ``n_samples`` and
+        ``same_training_set``.
+    """
+    te = split.test
+    info: dict[str, Any] = {"subsampled": bool(te.size > cap), "cap": int(cap), "n_natural_heldout": int(te.size)}
+    if te.size <= cap and not ds.lazy:
+        return ds, info
+    rng = np.random.default_rng(np.random.SeedSequence([options.seed, 0x5E1EC7]))
+    T, g = ds.temperature[te], ds.group[te]
+    keep, per_t = [], []
+    for t in np.unique(T):
+        m = T == t
+        ug, counts = np.unique(g[m], return_counts=True)
+        perm = rng.permutation(ug.size)
+        quota = cap * m.sum() / te.size
+        k = max(min(2, ug.size), int(np.searchsorted(np.cumsum(counts[perm]), quota, side="right")))
+        k = k if info["subsampled"] else ug.size  # lazy features under the cap: every group, in memory
+        keep.append(ug[perm[:k]])
+        per_t.append({"temperature": float(t), "n_groups": int(k), "n_groups_all": int(ug.size),
+                      "n_natural": int(counts[perm[:k]].sum()), "n_natural_all": int(m.sum())})
+    keep_groups = np.sort(np.concatenate(keep))
+    chosen = np.isin(ds.group, keep_groups)
+    at_train = np.isclose(ds.temperature, split.train_temperature, rtol=1e-9, atol=1e-12)
+    rows = np.flatnonzero(chosen | (at_train & (ds.role >= 0)))
+    sub = ds.subset(rows).in_memory()
+    sub.natural = (sub.natural.astype(bool) & chosen[rows]).astype(np.int8)
+    if not info["subsampled"]:
+        return sub, info  # the same samples as the dataset's, in memory: nothing more to record
+    sub_split = make_split(sub, options)
+    info.update(
+        seed=int(options.seed),
+        how="whole groups of the held-out natural population, drawn without replacement in a seeded random "
+        "order per temperature up to that temperature's share of the cap (at least 2 groups); every "
+        "training-role sample at the training temperature kept",
+        n_samples=int(rows.size),
+        n_natural=int(sub_split.test.size),
+        per_temperature=per_t,
+        same_training_set=bool(np.array_equal(rows[sub_split.train], split.train)),
+    )
+    return sub, info
+
+
 def infer_barriers(
     S: np.ndarray,
     R: np.ndarray,
@@ -490,7 +597,7 @@ def audit(
         warn.append(f"the SVM solver did not converge in {svm.n_iter_} iterations: results are approximate")
     note("softness")
     te = split.test
-    S = svm.softness(ds.features[te])
+    S = streamed_softness(svm, ds.features, te)  # a block at a time: no copy of the held-out features
     at_ref = np.isclose(ds.temperature[te], split.train_temperature, rtol=1e-9, atol=1e-12)
     rng_acc = _child_rngs(options.seed + 2, 1)[0]
     tr_ = split.test_roles
@@ -500,7 +607,7 @@ def audit(
             "the accuracy cannot be measured", ds.path,
         )
     acc, acc_ci = balanced_accuracy(
-        (svm.softness(ds.features[tr_]) > 0).astype(np.int8), ds.role[tr_], ds.group[tr_], options.n_boot,
+        (streamed_softness(svm, ds.features, tr_) > 0).astype(np.int8), ds.role[tr_], ds.group[tr_], options.n_boot,
         options.ci_level, rng_acc,
     )
     clf = ClassifierResult(
@@ -552,7 +659,16 @@ def audit(
     if selection_options is not None:
         from .selection import run_selection
 
-        selection = run_selection(ds, options, selection_options, progress=progress)
+        # above SELECTION_MAX_NATURAL held-out natural samples: a recorded, seeded subsample
+        sel_ds, sel_info = selection_sample(ds, split, options, SELECTION_MAX_NATURAL)
+        selection = run_selection(sel_ds, options, selection_options, progress=progress)
+        del sel_ds
+        if sel_info["subsampled"]:
+            selection.notes.append(
+                f"feature-set diagnostics on a seeded subsample of whole groups: {sel_info['n_natural']} of the "
+                f"{sel_info['n_natural_heldout']} held-out natural samples (cap {sel_info['cap']}, seed "
+                f"{sel_info['seed']}); P(R|S,T), the Arrhenius fits and Var(E_inf) use them all"
+            )
         for w in selection.warnings:
             if w not in warn:
                 warn.append(w)
@@ -570,6 +686,8 @@ def audit(
         selection=selection,
         population=dict(population or {}),
     )
+    if selection_options is not None:
+        result.extras["selection_sample"] = sel_info
     from .verdict import make_verdict
 
     result.verdict = make_verdict(result, selection)

@@ -49,6 +49,9 @@ from .errors import DataError, GlassDiagError
 FORMAT = "glass-diag/dataset"
 SCHEMA_VERSION = 2
 
+#: rows of features read at a time by a lazy :class:`FeatureStore` (whole chunks, about this many bytes)
+STORE_BLOCK_BYTES = 32 << 20
+
 #: training roles
 ROLE_SOFT, ROLE_HARD, ROLE_NEITHER = 1, 0, -1
 
@@ -115,7 +118,8 @@ class Dataset:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        self.features = np.asarray(self.features, dtype=np.float32)
+        if not isinstance(self.features, FeatureStore):  # a lazy store stays in the file
+            self.features = np.asarray(self.features, dtype=np.float32)
         self.label = np.asarray(self.label).astype(np.int8, copy=False)
         self.temperature = np.asarray(self.temperature, dtype=np.float64)
         self.group = np.asarray(self.group).astype(np.int64, copy=False)
@@ -161,11 +165,13 @@ class Dataset:
         """The samples selected by a boolean mask (or index array), same features and conventions."""
         idx = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask)
         kw = {}
+        # a lazy store gives a lazy view of the rows (nothing read yet); an array, a copy
+        feats = self.features.rows(idx) if isinstance(self.features, FeatureStore) else self.features[idx]
         for key in ("label", "temperature", "group", *_OPTIONAL):
             v = getattr(self, key)
             kw[key] = None if v is None else v[idx]
         return Dataset(
-            features=self.features[idx],
+            features=feats,
             feature_names=list(self.feature_names),
             feature_families=list(self.feature_families),
             feature_params=list(self.feature_params),
@@ -175,6 +181,19 @@ class Dataset:
             schema_version=self.schema_version,
             **kw,
         )
+
+    @property
+    def lazy(self) -> bool:
+        """True when the features are read from the file on demand (:class:`FeatureStore`)."""
+        return isinstance(self.features, FeatureStore)
+
+    def in_memory(self) -> "Dataset":
+        """This dataset with its features as an in-memory array (itself when they already are)."""
+        if not self.lazy:
+            return self
+        from dataclasses import replace
+
+        return replace(self, features=np.asarray(self.features))
 
     # ------------------------------------------------------------------ basics
     @property
@@ -221,12 +240,19 @@ class Dataset:
             raise DataError(f"duplicate feature names: {', '.join(dup[:5])}", p)
         if len(self.feature_families) != d or len(self.feature_params) != d:
             raise DataError("features/family and features/params must have one entry per feature", p)
-        bad = ~np.isfinite(X)
-        if bad.any():
-            rows, cols = np.nonzero(bad)
+        blocks = X.iter_blocks() if isinstance(X, FeatureStore) else [(0, X)]
+        n_bad, first = 0, None
+        for start, block in blocks:  # a lazy store is checked block by block
+            bad = ~np.isfinite(block)
+            if bad.any():
+                n_bad += int(bad.sum())
+                if first is None:
+                    rows, cols = np.nonzero(bad)
+                    first = (start + int(rows[0]), int(cols[0]))
+        if n_bad:
             raise DataError(
-                f"{bad.sum()} non-finite feature values (NaN or inf), first at sample {rows[0]}, "
-                f"feature '{self.feature_names[cols[0]]}'",
+                f"{n_bad} non-finite feature values (NaN or inf), first at sample {first[0]}, "
+                f"feature '{self.feature_names[first[1]]}'",
                 p,
             )
         if not np.isin(self.label, (0, 1)).all():
@@ -335,6 +361,163 @@ class Dataset:
                 g.create_dataset("params", data=np.array(params, dtype=object), dtype=str_dt)
 
 
+class FeatureStore:
+    """The feature matrix of a dataset file, read on demand in row blocks.
+
+    Used by :func:`read_dataset` for datasets too large to hold comfortably in memory
+    (``docs/memory.md``). It behaves like a read-only ``(n_samples, n_features)`` float32
+    array for the ways the audit uses one: ``store[rows]`` with an integer array
+    (any order), a boolean mask, a slice or an int, ``store[rows, cols]`` and
+    ``store[np.ix_(rows, cols)]``, :meth:`iter_blocks`, and ``np.asarray(store)``. Every
+    request returns a new in-memory array of just the rows asked for; a request larger than
+    the memory available is refused (:class:`DataError`) instead of swapping.
+
+    Rows are read as contiguous spans of at most :attr:`block_rows` file rows (whole
+    HDF5 chunks), so a scattered request costs one read per block it touches, not one per row.
+
+    Parameters
+    ----------
+    path : str
+        The dataset file.
+    name : str
+        The HDF5 dataset holding the features.
+    rows : ndarray of int, shape (m,), optional
+        Sorted file rows of a view (:meth:`rows`); default every row.
+    block_rows : int, optional
+        Rows per read; default whole chunks totalling about :data:`STORE_BLOCK_BYTES`.
+
+    Attributes
+    ----------
+    shape : tuple (n_samples, n_features)
+    dtype : numpy.dtype
+        float32, whatever the file's numeric type (converted as the in-memory reader does).
+    """
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, path: str, name: str = "samples/features", rows: np.ndarray | None = None,
+                 block_rows: int | None = None):
+        self.path = str(path)
+        self.name = name
+        self._rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self._block_rows = block_rows
+        self._open()
+
+    def _open(self) -> None:
+        import h5py
+
+        try:
+            self._file = h5py.File(self.path, "r")
+            self._dset = self._file[self.name]
+        except (OSError, KeyError) as exc:
+            raise DataError(f"cannot open the features for reading ({_short(exc)})", self.path) from None
+        self._n_file, d = (int(x) for x in self._dset.shape)
+        n = self._n_file if self._rows is None else int(self._rows.size)
+        self.shape = (n, d)
+        chunk = int(self._dset.chunks[0]) if self._dset.chunks else 1024
+        per = max(1, STORE_BLOCK_BYTES // max(1, 4 * d))
+        self.block_rows = int(self._block_rows or max(chunk, per // chunk * chunk))
+
+    # pickling (process schedulers): the path and the view travel, the file is reopened
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "name": self.name, "_rows": self._rows, "_block_rows": self._block_rows}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._open()
+
+    def close(self) -> None:
+        """Close the file (the store cannot be read afterwards)."""
+        self._file.close()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({self.path!r}, shape={self.shape})"
+
+    def rows(self, idx) -> "FeatureStore":
+        """A lazy view of some rows (sorted first: the order of ``idx`` is not kept)."""
+        sel = np.unique(self._index(idx))
+        return FeatureStore(self.path, self.name, sel if self._rows is None else self._rows[sel], self._block_rows)
+
+    def _index(self, key) -> np.ndarray:
+        """Row positions (into this view) of an int, slice, bool mask or int array."""
+        n = self.shape[0]
+        if isinstance(key, slice):
+            return np.arange(n)[key]
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise IndexError(f"boolean index of shape {idx.shape} for {n} rows")
+            return np.flatnonzero(idx)
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise IndexError(f"rows must be integers, a slice or a boolean mask, got {idx.dtype}")
+        idx = idx.astype(np.int64, copy=False).ravel()
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"row index out of range for {n} rows")
+        return np.where(idx < 0, idx + n, idx)
+
+    def _read(self, pos: np.ndarray) -> np.ndarray:
+        """Rows at positions ``pos`` (this view), shape (len(pos), d), float32, in the order asked."""
+        from .resources import check_memory
+
+        d = self.shape[1]
+        check_memory(4.0 * pos.size * d, f"reading {pos.size} x {d} features", self.path)
+        order = None
+        if pos.size > 1 and (np.diff(pos) < 0).any():
+            order = np.argsort(pos, kind="stable")
+            pos = pos[order]
+        rows = pos if self._rows is None else self._rows[pos]
+        out = np.empty((rows.size, d), dtype=np.float32)
+        B = self.block_rows
+        i = 0
+        while i < rows.size:
+            lo = int(rows[i])
+            j = int(np.searchsorted(rows, lo + B, side="left"))  # rows of the span [lo, lo + B)
+            hi = int(rows[j - 1]) + 1
+            out[i:j] = self._span(lo, hi)[rows[i:j] - lo]
+            i = j
+        if order is not None:
+            res = np.empty_like(out)
+            res[order] = out
+            out = res
+        return out
+
+    def _span(self, lo: int, hi: int) -> np.ndarray:
+        try:
+            raw = self._dset[lo:hi]
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read '{self._dset.name}' ({_short(exc)}); the file may be truncated",
+                            self.path) from None
+        with np.errstate(all="ignore"):  # out-of-range values become inf, as in the in-memory reader
+            return raw.astype(np.float32, copy=False)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):
+            if len(key) != 2:
+                raise IndexError("features are 2-D: index with rows or (rows, columns)")
+            rk, ck = key
+            if isinstance(rk, np.ndarray) and rk.ndim == 2 and np.ndim(ck) == 2:  # np.ix_(rows, cols)
+                rk, ck = rk.ravel(), np.asarray(ck).ravel()
+            return self[rk][:, ck]
+        if isinstance(key, (int, np.integer)):
+            return self._read(self._index(np.array([key])))[0]
+        return self._read(self._index(key))
+
+    def iter_blocks(self, block_rows: int | None = None):
+        """Consecutive blocks of rows: yields ``(start, block)``, block of shape (m, d) float32."""
+        B = int(block_rows or self.block_rows)
+        for a in range(0, self.shape[0], B):
+            yield a, self[a : a + B]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """Every row in memory (refused when it does not fit)."""
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
 class held_interrupts:
     """Hold SIGINT and SIGTERM while a file is written; act on them at safe points.
 
@@ -413,13 +596,18 @@ def is_dataset_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def read_dataset(path: str | os.PathLike) -> Dataset:
+def read_dataset(path: str | os.PathLike, lazy: bool | None = None) -> Dataset:
     """Read and validate a dataset file.
 
     Parameters
     ----------
     path : path-like
         An HDF5 file in the glass-diag dataset layout.
+    lazy : bool, optional
+        Leave the features in the file (:class:`FeatureStore`, read in row blocks) instead
+        of loading them. Default: lazy when they would be large
+        (:func:`diag.resources.features_lazy`, ``docs/memory.md``); the per-sample arrays
+        (labels, roles, temperatures, groups, ...) are always loaded.
 
     Returns
     -------
@@ -477,9 +665,14 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
             if not np.issubdtype(X.dtype, np.number):
                 raise DataError(f"samples/features has non-numeric dtype {X.dtype}", p)
             n, d = X.shape
-            from .resources import AUDIT_MEMORY_FACTOR, check_memory
+            from .resources import AUDIT_MEMORY_FACTOR, check_memory, features_lazy, lazy_audit_bytes
 
-            check_memory(AUDIT_MEMORY_FACTOR * 4.0 * n * d, f"loading {n} x {d} features", p)
+            if lazy is None:
+                lazy = features_lazy(n, d)
+            if lazy:
+                check_memory(lazy_audit_bytes(n, d), f"auditing {n} samples ({d} features read from the file)", p)
+            else:
+                check_memory(AUDIT_MEMORY_FACTOR * 4.0 * n * d, f"loading {n} x {d} features", p)
             # shapes and types before contents: a damaged header can claim any size, and
             # libhdf5 can crash converting a damaged datatype
             for key in ("label", "temperature", "group", *_OPTIONAL):
@@ -489,7 +682,7 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
                     )
                 if key in s and h5_kind(s[key].dtype) != "number":
                     raise DataError(f"samples/{key} must be a 1-D numeric array, got {s[key].dtype}", p)
-            arrays: dict[str, Any] = {"features": _read_array(X, p, np.float32)}
+            arrays: dict[str, Any] = {"features": None if lazy else _read_array(X, p, np.float32)}
             for key in ("label", "temperature", "group"):
                 arrays[key] = _read_array(s[key], p, None)
             for key in _OPTIONAL:
@@ -533,6 +726,8 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
     lab = arrays["label"]
     if lab.shape == (n,) and not np.isin(lab, (0, 1)).all():
         raise DataError("samples/label must contain only 0 and 1", p)
+    if lazy:
+        arrays["features"] = FeatureStore(p)
     if version < 2:
         # schema 1 had no roles: every sample was a training sample of its class, and natural
         arrays.pop("role", None)

@@ -45,3 +45,49 @@ def check_memory(n_bytes: float, what: str, path: str | None = None, available: 
             "use fewer samples or features (e.g. write a smaller dataset)",
             path,
         )
+
+
+#: features larger than this are read lazily from the file by default (``docs/memory.md``);
+#: the environment variable ``GLASS_DIAG_LAZY_BYTES`` overrides it (0: always lazy)
+LAZY_FEATURE_BYTES = 2 << 30
+
+#: peak bytes per sample of an audit whose features stay in the file: the per-sample arrays
+#: (label, role, natural, temperature, group, energy), the held-out indices, softness and the
+#: per-temperature copies made by the logistic fits (measured: bench/audit_memory.py)
+LAZY_BYTES_PER_SAMPLE = 150
+
+#: fixed working set of a lazy audit besides the per-sample arrays: the blocks being read,
+#: the training set and the selection subsample (bounded by diag.audit.SELECTION_MAX_NATURAL)
+LAZY_FIXED_BYTES = 3 << 30
+
+
+def lazy_threshold() -> int:
+    """Feature bytes above which :func:`diag.dataset.read_dataset` leaves the features in the file."""
+    raw = os.environ.get("GLASS_DIAG_LAZY_BYTES")
+    if raw is None or not raw.strip():
+        return LAZY_FEATURE_BYTES
+    try:
+        val = int(float(raw))
+    except ValueError:
+        from .errors import UsageError
+
+        raise UsageError(f"GLASS_DIAG_LAZY_BYTES must be a number of bytes, got {raw!r}") from None
+    return max(0, val)
+
+
+def features_lazy(n: int, d: int, available: int | None = None) -> bool:
+    """Whether ``n x d`` float32 features should stay in the file (read in row blocks).
+
+    Lazy when they exceed :func:`lazy_threshold` bytes, or when loading them for an audit
+    (``AUDIT_MEMORY_FACTOR`` times their size) would not fit in the memory available.
+    """
+    nbytes = 4.0 * n * d
+    if nbytes > lazy_threshold():
+        return True
+    avail = available_memory() if available is None else available
+    return avail is not None and AUDIT_MEMORY_FACTOR * nbytes > avail
+
+
+def lazy_audit_bytes(n: int, d: int) -> float:
+    """Estimated peak bytes of an audit of ``n`` samples whose ``d`` features stay in the file."""
+    return LAZY_BYTES_PER_SAMPLE * float(n) + LAZY_FIXED_BYTES
