@@ -27,6 +27,12 @@ is processed, and nothing is written here: the caller writes the returned
 Groups: ``group = file_index * 10**9 + frame`` (one group per file and sampled
 frame; samples of one frame are correlated and must stay together).
 
+Where the structure functions run (``scheduler``): in this process (serial); on local
+workers (``processes``): with the compiled (numba) kernel, which releases the GIL, these are
+threads of this process, fed while the next frames are read (no worker start-up, no second
+load of the kernels, no copies of the frames), otherwise worker processes; or on a dask
+cluster. The dataset does not depend on it (``docs/scale.md``).
+
 Memory per file: the p_hop buffer (``chunk + W`` unwrapped frames, see
 :mod:`adapters.dynamics`), the stored positions of the few sampled frames
 waiting for their labels (at most ``(chunk + W) / every + 1`` frames), O(N)
@@ -37,6 +43,9 @@ label state and the growing feature matrix of the samples
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -277,6 +286,7 @@ def build_dataset(
     centre_ids = np.array([list(scfg.species).index(c) for c in centres], dtype=np.int64)
     prepared: list[_Prepared] = []
     opened: list[Trajectory] = []
+    threads: _LocalThreads | None = None
     try:
         # ------------------------------------------------ check every input first
         for i, path in enumerate(paths):
@@ -319,12 +329,15 @@ def build_dataset(
         file_records = []
         sched = as_scheduler(scheduler)
         frames_total = sum(len(p.dynamics.sampled_frames(p.traj.n_frames)) for p in prepared)
+        threads = _LocalThreads.for_run(sched, engine)
         for i, prep in enumerate(prepared):
             samples, record = _process(i, prep, engine, n_feat, scfg, prep.dynamics, progress, sched, frames_total,
-                                       centre_ids)
+                                       centre_ids, threads)
             parts.append(samples)
             file_records.append(record)
     finally:
+        if threads is not None:
+            threads.close()
         for traj in opened:
             traj.close()
 
@@ -451,8 +464,58 @@ def _frame_task(shared, job) -> np.ndarray:
     return feats.astype(np.float32, copy=False)
 
 
+class _LocalThreads:
+    """Local workers as threads of this process, for the compiled (numba) kernel.
+
+    The numba kernels release the GIL, so threads compute frames in parallel as processes
+    would, without their costs: starting them and importing numpy and numba again (2-4 s
+    for two), loading the compiled kernels again in each (about 1 s of CPU each), and
+    pickling every frame to them and its rows back. Frames are submitted as soon as they are
+    labelled, so reading, unwrapping and labelling the next frames (this thread) overlap
+    with their structure functions. Each thread has its own engine (``compute`` keeps its
+    result on the engine); the rows are the same as in this process, bit for bit.
+    """
+
+    def __init__(self, engine, n_threads: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.n_threads = int(n_threads)
+        self.spec = _EngineSpec.of(engine)
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="glass-diag-features")
+
+    @classmethod
+    def for_run(cls, sched, engine) -> "_LocalThreads | None":
+        """Threads for a local ``processes`` scheduler with the numba kernel; else None (the scheduler)."""
+        if sched.kind == "processes" and sched.n_workers > 1 and getattr(engine, "kernel_", "") == "numba":
+            return cls(engine, sched.n_workers)
+        return None
+
+    @property
+    def max_in_flight(self) -> int:
+        """Frames submitted and not yet collected (bounds the memory of waiting frames)."""
+        return 2 * self.n_threads
+
+    def _engine(self):
+        eng = getattr(self._local, "engine", None)
+        if eng is None:
+            eng = self._local.engine = self.spec.build()
+        return eng
+
+    def _run(self, shared, job):
+        _, types, path, n_feat = shared
+        return _frame_task((_EngineRef(self._engine()), types, path, n_feat), job)
+
+    def submit(self, shared, job):
+        return self._pool.submit(self._run, shared, job)
+
+    def close(self) -> None:
+        # frames not started are dropped (an error or an interrupt: nothing is written)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsConfig, progress, sched=None,
-             frames_total=None, centre_ids=None):
+             frames_total=None, centre_ids=None, threads: _LocalThreads | None = None):
     from diag.parallel import as_scheduler
 
     sched = as_scheduler(sched)
@@ -471,29 +534,47 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
     # labelled frames wait here until a batch of them is computed (by the scheduler's workers);
     # their rows are appended in frame order whatever the schedule
     shared = (_EngineRef(engine), types, path, n_feat)
-    batch = 1 if not sched.parallel else int(min(max(8, 4 * sched.n_workers), 256))
+    batch = 1 if not sched.parallel or threads is not None else int(min(max(8, 4 * sched.n_workers), 256))
     waiting: list[tuple] = []
+    in_flight: deque = deque()  # (labels, future) on the local threads, in frame order
+    t_start, n_tasks = time.perf_counter(), 0
+
+    def collect(fl, feats):
+        nonlocal n_soft, n_hard
+        out.features.append(feats)
+        out.label.append(fl.label)
+        out.role.append(fl.role)
+        out.natural.append(fl.natural)
+        out.p_hop.append(fl.p_hop)
+        out.group.append(np.full(fl.particles.size, file_index * GROUP_STRIDE + fl.frame, dtype=np.int64))
+        out.species.append(types[fl.particles].astype(np.int32))
+        out.particle.append(traj.particle_ids[fl.particles])
+        n_soft += fl.n_soft
+        n_hard += fl.n_hard
+
+    def drain(keep: int):
+        while len(in_flight) > keep:
+            fl, fut = in_flight.popleft()
+            collect(fl, fut.result())
 
     def flush():
-        nonlocal n_soft, n_hard
+        nonlocal n_tasks
         if not waiting:
             return
         jobs = [(fl.frame, lengths, pts, fl.particles) for fl, lengths, pts in waiting]
+        n_tasks += len(jobs)
+        if threads is not None:
+            for (fl, _, _), job in zip(waiting, jobs):
+                in_flight.append((fl, threads.submit(shared, job)))
+            drain(threads.max_in_flight)
+            waiting.clear()
+            return
         if sched.parallel:
             rows = sched.map(_frame_task, jobs, shared=shared, key=("features", id(engine)), total=frames_total)
         else:
             rows = [_frame_task(shared, job) for job in jobs]
         for (fl, _, _), feats in zip(waiting, rows):
-            out.features.append(feats)
-            out.label.append(fl.label)
-            out.role.append(fl.role)
-            out.natural.append(fl.natural)
-            out.p_hop.append(fl.p_hop)
-            out.group.append(np.full(fl.particles.size, file_index * GROUP_STRIDE + fl.frame, dtype=np.int64))
-            out.species.append(types[fl.particles].astype(np.int32))
-            out.particle.append(traj.particle_ids[fl.particles])
-            n_soft += fl.n_soft
-            n_hard += fl.n_hard
+            collect(fl, feats)
         waiting.clear()
 
     def handle(labels):
@@ -521,19 +602,27 @@ def _process(file_index, prep: _Prepared, engine, n_feat, scfg, dcfg: DynamicsCo
             if len(waiting) >= batch:
                 flush()
 
-    for frame in traj:
-        with np.errstate(over="ignore", invalid="ignore"):  # non-finite p_hop is an error in handle()
-            u = unwrap(frame)
-            if dcfg.is_sampled(frame.index) and frame.index <= last_sampled:
-                pending[frame.index] = (frame.box, frame.positions)
-            labels = labeller.push(u)
+    try:
+        for frame in traj:
+            with np.errstate(over="ignore", invalid="ignore"):  # non-finite p_hop is an error in handle()
+                u = unwrap(frame)
+                if dcfg.is_sampled(frame.index) and frame.index <= last_sampled:
+                    pending[frame.index] = (frame.box, frame.positions)
+                labels = labeller.push(u)
+            handle(labels)
+            if progress is not None:
+                progress(file_index, path, frame.index + 1, traj.n_frames)
+        with np.errstate(over="ignore", invalid="ignore"):
+            labels = labeller.finish()
         handle(labels)
-        if progress is not None:
-            progress(file_index, path, frame.index + 1, traj.n_frames)
-    with np.errstate(over="ignore", invalid="ignore"):
-        labels = labeller.finish()
-    handle(labels)
-    flush()
+        flush()
+    except Exception:
+        # an error of a frame still on the threads came first (the serial order): report it
+        drain(0)
+        raise
+    drain(0)
+    if threads is not None and n_tasks:
+        sched.log.append((("features", id(engine)), n_tasks, "threads", time.perf_counter() - t_start))
 
     dt_steps, dt_time = traj.frame_interval_steps, traj.frame_interval_time
     record = {

@@ -182,8 +182,10 @@ class _Progress:
         self._bar.update(self._tasks[file_index], completed=done)
 
 
-#: compiled extensions of the features path, imported up front (see :func:`_preload`)
-_PRELOAD = ("h5py", "freud", "gsd.hoomd", "numba", "adapters.structure")
+#: compiled extensions of the features path, imported up front (see :func:`_preload`). Not freud:
+#: the features path does not use it (the structure functions have their own cell lists) and it
+#: imports matplotlib.pyplot and scipy.ndimage (1.5-3 s here); ``neighbours="freud"`` imports it.
+_PRELOAD = ("h5py", "gsd.hoomd", "numba", "adapters.structure", "adapters._structure_numba")
 
 
 def _preload() -> None:
@@ -192,8 +194,8 @@ def _preload() -> None:
     A KeyboardInterrupt raised while a C extension is being imported can abort the
     interpreter (seen with freud: a traceback and exit code -6), or make CPython exit by
     SIGINT after the CLI has handled the interrupt (exit -2 instead of 130). These imports
-    otherwise happen in the middle of the run (the first structure-function call imports
-    freud); done here, a Ctrl-C that arrives meanwhile is acted on right after them.
+    otherwise happen in the middle of the run (the first structure-function engine imports the
+    numba kernels); done here, a Ctrl-C that arrives meanwhile is acted on right after them.
     """
     import importlib
 
@@ -203,7 +205,7 @@ def _preload() -> None:
         for name in _PRELOAD:
             try:
                 importlib.import_module(name)
-            except ImportError:  # optional (gsd), or reported where it is needed
+            except Exception:  # optional (gsd, numba), or reported where it is needed (e.g. no numba cache dir)
                 pass
 
 
