@@ -281,15 +281,37 @@ def _toy(**kw):
     return make
 
 
-def structure_matrix(path: str | None = None, max_frames: int | None = None, every_feature: int = 4):
+def default_dump() -> str:
+    """The real trajectory of the calibration: the highest-temperature ``ka_N1000_T*.dump`` of
+    ``tests/data/lammps`` in the source tree (LAMMPS, Kob-Andersen N = 1000; see its README).
+
+    Raises
+    ------
+    DataError
+        No such file (an installed package without the source tree's test data).
+    """
+    import glob
+    import os
+
+    from .errors import DataError
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data", "lammps")
+    found = sorted(glob.glob(os.path.join(folder, "ka_N1000_T*.dump")))
+    if not found:
+        raise DataError("no ka_N1000_T*.dump trajectory: the planted-barrier calibration needs the source tree's "
+                        "test data", folder)
+    return found[-1]
+
+
+def structure_matrix(path: str | None = None, max_frames: int | None = 111, every_feature: int = 4):
     """A real structure-function matrix: the A centres of a LAMMPS Kob-Andersen dump.
 
     Parameters
     ----------
     path : str, optional
-        Trajectory file; default ``tests/data/lammps/ka_N1000_T0.80.dump`` of the source tree.
+        Trajectory file; default :func:`default_dump`.
     max_frames : int, optional
-        Frames read (default all).
+        Frames read (default the first 111; None: all).
     every_feature : int
         Keep every k-th of the 166 default features (radial and angular alike; 42 for k = 4),
         so that an audit with RFE stays cheap.
@@ -307,8 +329,7 @@ def structure_matrix(path: str | None = None, max_frames: int | None = None, eve
     from adapters.structure import StructureConfig, StructureFunctions
 
     if path is None:
-        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data", "lammps",
-                            "ka_N1000_T0.80.dump")
+        path = default_dump()
     tr = open_trajectory(path)
     cfg = StructureConfig(species=tuple(tr.species))
     sf = StructureFunctions(cfg)
@@ -393,6 +414,9 @@ def run_calibration(
     seeds: tuple[int, ...] | None = None,
     planted: bool = True,
     progress: Callable[[str], None] | None = None,
+    toy: bool = True,
+    on_run: Callable[[CalibrationRun], None] | None = None,
+    dump: str | None = None,
 ) -> CalibrationResult:
     """Measure the verdict's false-alarm and miss rates (docs/validation.md).
 
@@ -408,6 +432,13 @@ def run_calibration(
         Include the planted-barrier runs on the real matrix.
     progress : callable, optional
         Called with "scenario seed" before each audit.
+    toy : bool
+        Include the toy scenarios.
+    on_run : callable, optional
+        Called with each :class:`CalibrationRun` as soon as it is scored (to keep partial
+        results of a long run).
+    dump : str, optional
+        Trajectory of the real matrix (default :func:`default_dump`).
 
     Returns
     -------
@@ -420,7 +451,7 @@ def run_calibration(
 
     seeds = tuple(seeds) if seeds is not None else (CAL_SEEDS if full else CAL_SEEDS[:1])
     runs: list[CalibrationRun] = []
-    for sc in scenarios():
+    for sc in scenarios() if toy else []:
         for seed in seeds:
             if progress:
                 progress(f"{sc.name} {seed}")
@@ -432,10 +463,12 @@ def run_calibration(
             runs.append(CalibrationRun(sc.name, sc.kind, seed, slope, res.verdict.level, res.verdict.remedy,
                                        res.verdict.scale_deficit, {e.diagnostic: e.answer for e in res.verdict.evidence},
                                        outcome, time.perf_counter() - t0))
+            if on_run:
+                on_run(runs[-1])
     if planted:
         from .planted import PlantedOptions, planted_audit
 
-        matrix = structure_matrix(max_frames=None if full else 36)
+        matrix = structure_matrix(dump, max_frames=111 if full else 36)
         variants = (("planted-real", None, 1), ("planted-real-large", None, 6)) if full else (("planted-real", None, 1),)
         for seed in seeds:
             for name, rates, copies in variants:
@@ -448,6 +481,8 @@ def run_calibration(
                 runs.append(CalibrationRun(name, "planted", seed, pr.truth_slope, pr.verdict_level, pr.verdict_remedy,
                                            pr.scale_deficit, dict(pr.answers), pr.outcome, time.perf_counter() - t0,
                                            pr.planted_kept))
+                if on_run:
+                    on_run(runs[-1])
     n_right = sum(r.outcome in ("pass", "false-alarm") for r in runs)
     n_biased = sum(r.outcome in ("hit", "miss") for r in runs)
     return CalibrationResult(
