@@ -361,9 +361,13 @@ def build_dataset(
         [np.full(sum(len(x) for x in p.label), prep.temperature) for p, prep in zip(parts, prepared)]
     )
     dyn_conv = [p.dynamics.conventions() for p in prepared]
+    # one record; a setting that differs between files (e.g. a window in time over different frame
+    # intervals) is the list of its per-file values, in file order
+    dyn_record = {k: (v if all(d[k] == v for d in dyn_conv) else [d[k] for d in dyn_conv])
+                  for k, v in dyn_conv[0].items()}
     conventions: dict[str, Any] = {
         "structure": scfg.conventions(),
-        "dynamics": dyn_conv[0] if all(d == dyn_conv[0] for d in dyn_conv) else dyn_conv,
+        "dynamics": dyn_record,
         "species_names": list(scfg.species),
         "centre_species": centres,
         "population": "natural: every centre particle at the sampled frames"

@@ -47,8 +47,8 @@ def dataset_panel(result) -> Panel:
         t.add_row("generator", f"{prov.get('generator', '?')} {prov.get('version', '')}, seed {prov.get('seed', '?')}")
     conv = d.get("conventions") or {}
     dyn = conv.get("dynamics")
-    for k, dc in enumerate(dyn if isinstance(dyn, list) else [dyn] if isinstance(dyn, dict) else []):
-        t.add_row("labels" if k == 0 else "", Text(_labels_line(dc)))
+    if isinstance(dyn, dict):
+        t.add_row("labels", Text(_labels_line(dyn)))
     for key in sorted(conv):
         val = conv[key]
         if isinstance(val, (dict, list)):
@@ -60,8 +60,13 @@ def dataset_panel(result) -> Panel:
 def _labels_line(dc: dict) -> str:
     """One line for the rearrangement labels: windows in frames and time, thresholds, hard rule."""
     def frames(key_f, key_t):
+        # a list: the value differs between files (one per file, in order)
         f, tm = dc.get(key_f), dc.get(key_t)
-        return f"{f} frames" + ("" if tm is None else f" ({tm:g} time units)")
+        fs = "/".join(map(str, f)) if isinstance(f, list) else str(f)
+        if isinstance(tm, list):
+            ts = "/".join("?" if x is None else f"{x:g}" for x in tm)
+            return f"{fs} frames ({ts} time units, per file)"
+        return f"{fs} frames" + ("" if tm is None else f" ({tm:g} time units)")
 
     side = "[t - P, t + P]" if dc.get("hard_side", "before") == "both" else "[t - P, t]"
     nat = dc.get("natural_fraction", 1.0)

@@ -57,7 +57,10 @@ def test_writes_a_dataset_and_a_summary(tmp_path, stub_structure, config_file, c
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"wrote {out}: ") and "\n" not in line
     ds = read_dataset(out)
-    assert f"{ds.n_samples} samples ({int(ds.label.sum())} soft" in line and "T = 0.5, 0.6" in line
+    nat = ds.natural == 1
+    assert f"{ds.n_samples} samples x {ds.n_features} features" in line and "T = 0.5, 0.6" in line
+    assert f"natural population {int(nat.sum())} ({int(ds.label[nat].sum())} with R = 1)" in line
+    assert f"training set {int((ds.role == 1).sum())} soft, {int((ds.role == 0).sum())} hard" in line
     assert ds.provenance["generator"] == "glass-diag features"
     assert [i["file"] for i in ds.provenance["inputs"]] == [str(a), str(b)]
     assert ds.provenance["config_file"] == str(config_file)
@@ -73,7 +76,13 @@ def test_every_overrides_the_config(tmp_path, stub_structure, config_file):
     assert run([a, "-o", out, "--config", config_file, "--every", 3, "--quiet"]) == 0
     ds = read_dataset(out)
     assert ds.conventions["dynamics"]["every_frames"] == 3
-    assert sorted(set(ds.group.tolist())) == [6, 9, 12, 15, 18, 21]
+    # 25 frames, W = 4, P = 4 before and after: sampled frames 6, 9, ... up to 25 - 1 - 2 - 4 = 18 ...
+    last = 25 - 1 - 2 - 4
+    assert sorted(set(ds.group.tolist())) == list(range(6, last + 1, 3))
+    # ... and with the hard rule looking only before, up to 25 - 1 - 2 = 22
+    out2 = tmp_path / "before.h5"
+    assert run([a, "-o", out2, "--config", config_file, "--every", 3, "--hard-side", "before", "--quiet"]) == 0
+    assert sorted(set(read_dataset(out2).group.tolist())) == [6, 9, 12, 15, 18, 21]
 
 
 def test_existing_output_needs_force_and_inputs_are_never_overwritten(tmp_path, stub_structure, config_file):
