@@ -29,6 +29,10 @@ SOFTNESS_BLOCK_ROWS = 1 << 16
 #: it they run on a seeded subsample of whole groups (docs/memory.md)
 SELECTION_MAX_NATURAL = 200_000
 
+#: fewest held-out groups per temperature in that subsample (all when there are fewer): the
+#: group-robust CIs and the nested inner / outer comparison need groups, not only samples
+SELECTION_MIN_GROUPS = 10
+
 
 @dataclass
 class AuditOptions:
@@ -328,7 +332,8 @@ def selection_sample(
     features are lazy: every held-out group and the training roles, loaded into memory). Above it they use a seeded subsample of whole
     groups (frames) of the held-out natural population: at each temperature the groups are
     taken in a random order (seed: ``options.seed``) until that temperature's share of
-    ``cap`` is reached (at least two groups). Every training-role sample at the training
+    ``cap`` is reached, and at least :data:`SELECTION_MIN_GROUPS` of them (so with large
+    frames the subsample can exceed ``cap``). Every training-role sample at the training
     temperature is kept, so the subsample's split has the same groups and, when every group
     at the training temperature holds a training sample, the same training set as the audit;
     samples kept only for their role are marked outside the natural population.
@@ -363,7 +368,7 @@ def selection_sample(
         ug, counts = np.unique(g[m], return_counts=True)
         perm = rng.permutation(ug.size)
         quota = cap * m.sum() / te.size
-        k = max(min(2, ug.size), int(np.searchsorted(np.cumsum(counts[perm]), quota, side="right")))
+        k = max(min(SELECTION_MIN_GROUPS, ug.size), int(np.searchsorted(np.cumsum(counts[perm]), quota, side="right")))
         k = k if info["subsampled"] else ug.size  # lazy features under the cap: every group, in memory
         keep.append(ug[perm[:k]])
         per_t.append({"temperature": float(t), "n_groups": int(k), "n_groups_all": int(ug.size),
@@ -380,8 +385,10 @@ def selection_sample(
     info.update(
         seed=int(options.seed),
         how="whole groups of the held-out natural population, drawn without replacement in a seeded random "
-        "order per temperature up to that temperature's share of the cap (at least 2 groups); every "
+        "order per temperature up to that temperature's share of the cap (at least "
+        f"{SELECTION_MIN_GROUPS} groups); every "
         "training-role sample at the training temperature kept",
+        min_groups=int(SELECTION_MIN_GROUPS),
         n_samples=int(rows.size),
         n_natural=int(sub_split.test.size),
         per_temperature=per_t,

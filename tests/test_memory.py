@@ -134,11 +134,11 @@ def test_lazy_and_in_memory_audits_are_identical(roles_file):
     assert json.loads(docs[0])["selection_sample"]["subsampled"] is False
 
 
-def test_selection_subsample_is_seeded_whole_groups_and_recorded(toy_roles, monkeypatch):
+@pytest.mark.parametrize("cap", [3000, 12000])  # the minimum of groups rules / the cap rules
+def test_selection_subsample_is_seeded_whole_groups_and_recorded(toy_roles, cap):
     ds = toy_roles
     opts = AuditOptions(seed=4)
     split = make_split(ds, opts)
-    cap = 3000
     sub, info = selection_sample(ds, split, opts, cap)
     sub2, info2 = selection_sample(ds, split, opts, cap)
     assert info == info2 and np.array_equal(sub.group, sub2.group)
@@ -147,14 +147,18 @@ def test_selection_subsample_is_seeded_whole_groups_and_recorded(toy_roles, monk
     assert info["same_training_set"] is True
     sub_split = make_split(sub, opts)
     assert sub_split.test.size == info["n_natural"] == sum(p["n_natural"] for p in info["per_temperature"])
-    assert info["n_natural"] <= cap + 2 * 300 * 3  # quota per temperature, at most one group over
+    assert info["n_natural"] < info["n_natural_heldout"]
     # whole groups: a chosen group brings every one of its held-out natural samples
     held = np.zeros(ds.n_samples, bool)
     held[split.test] = True
     for g in np.unique(sub.group[sub.natural == 1]):
         assert (sub.group[sub.natural == 1] == g).sum() == (held & (ds.group == g)).sum()
     for p in info["per_temperature"]:
-        assert p["n_groups"] >= 2
+        # the temperature's share of the cap in whole groups (of 300), but never fewer than the minimum
+        quota = cap * p["n_natural_all"] / info["n_natural_heldout"]
+        floor = min(audit_mod.SELECTION_MIN_GROUPS, p["n_groups_all"])
+        assert p["n_groups"] == floor or p["n_natural"] <= quota < p["n_natural"] + 300
+        assert p["n_groups"] >= floor and p["n_natural"] == 300 * p["n_groups"]
     # every soft and hard sample at the training temperature is kept, so the training set is the audit's
     at_train = ds.temperature == split.train_temperature
     assert (sub.role[sub.temperature == split.train_temperature] >= 0).sum() == (ds.role[at_train] >= 0).sum()
