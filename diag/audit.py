@@ -141,13 +141,35 @@ def _child_rngs(seed: int, n: int) -> list[np.random.Generator]:
 
 
 def resolve_train_temperature(ds: Dataset, requested: float | None) -> float:
-    """The training temperature: requested, else recorded in the dataset, else the highest."""
+    """The training temperature (rule in :func:`train_temperature_rule`)."""
+    return train_temperature_rule(ds, requested)[0]
+
+
+def train_temperature_rule(ds: Dataset, requested: float | None) -> tuple[float, str]:
+    """The training temperature and why it was chosen.
+
+    Requested, else recorded in the dataset's conventions; else, when the training set is
+    not the whole natural population (trajectories: some samples are neither soft nor
+    hard), the temperature with the largest balanced training set (the most
+    ``min(n_soft, n_hard)``; ties to the lower temperature), since soft particles are rare
+    at low T and hard ones at high T; else (toy data) the highest temperature.
+    """
     temps = ds.temperatures
     t = requested
+    rule = "requested (--train-temperature)"
     if t is None:
         t = ds.conventions.get("train_temperature")
+        rule = "recorded in the dataset"
     if t is None:
-        return float(temps.max())
+        if (ds.role < 0).any():
+            best, best_n = None, -1
+            for x in temps:  # increasing: ties go to the lower temperature
+                m = ds.temperature == x
+                n = min(int((ds.role[m] == 1).sum()), int((ds.role[m] == 0).sum()))
+                if n > best_n:
+                    best, best_n = float(x), n
+            return best, f"largest balanced training set ({best_n} soft and hard samples per class in the file)"
+        return float(temps.max()), "highest temperature (training set = natural population)"
     match = temps[np.isclose(temps, float(t), rtol=1e-9, atol=1e-12)]
     if match.size == 0:
         raise UsageError(
@@ -156,7 +178,7 @@ def resolve_train_temperature(ds: Dataset, requested: float | None) -> float:
             + ")",
             ds.path,
         )
-    return float(match[0])
+    return float(match[0]), rule
 
 
 def make_split(ds: Dataset, options: AuditOptions) -> Split:
@@ -199,7 +221,8 @@ def make_split(ds: Dataset, options: AuditOptions) -> Split:
     if avail == 0:
         which = "soft / rearranging (R=1)" if pos.size == 0 else "hard / non-rearranging (R=0)"
         raise InsufficientDataError(
-            f"no {which} samples in the training split at T={T_train:g}: one class only", ds.path
+            f"no {which} samples in the training split at T={T_train:g}: one class only "
+            "(choose another --train-temperature, or other label thresholds)", ds.path
         )
     n = options.train_per_class if options.train_per_class is not None else avail
     if n > avail:
@@ -234,6 +257,7 @@ class ClassifierResult:
     coef: np.ndarray = field(repr=False)
     intercept: float = 0.0
     w_norm: float = 1.0
+    train_temperature_rule: str = ""
 
 
 @dataclass
@@ -631,6 +655,7 @@ def audit(
         coef=np.asarray(svm.coef_, dtype=np.float64),
         intercept=float(svm.intercept_),
         w_norm=float(np.linalg.norm(svm.coef_)),
+        train_temperature_rule=train_temperature_rule(ds, options.train_temperature)[1],
     )
     note("Arrhenius fits")
     try:

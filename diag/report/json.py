@@ -58,6 +58,7 @@ def audit_to_dict(result) -> dict:
             "loss": "hinge",
             "n_train_per_class": clf.n_train_per_class,
             "train_temperature": clf.train_temperature,
+            "train_temperature_rule": clf.train_temperature_rule,
             "accuracy": clf.accuracy,
             "accuracy_ci": clf.accuracy_ci,
             "accuracy_kind": "balanced accuracy, soft against hard, on held-out groups at the training temperature",

@@ -84,7 +84,9 @@ def classifier_panel(result) -> Panel:
     t.add_column(style="bold")
     t.add_column()
     t.add_row("model", f"linear SVM, true hinge loss, C = {c.C:g}, standardised features")
-    t.add_row("training", f"{c.n_train_per_class:,} per class at T = {c.train_temperature:g} (balanced)")
+    rule = getattr(c, "train_temperature_rule", "")
+    t.add_row("training", f"{c.n_train_per_class:,} per class at T = {c.train_temperature:g} (balanced; T: {rule})"
+              if rule else f"{c.n_train_per_class:,} per class at T = {c.train_temperature:g} (balanced)")
     t.add_row(
         "accuracy",
         f"{c.accuracy:.4f} {_ci(c.accuracy_ci, 4)} (balanced, soft vs hard, {c.n_test:,} held-out samples at "
