@@ -37,7 +37,9 @@ Memory per file: the p_hop buffer (``chunk + W`` unwrapped frames, see
 :mod:`adapters.dynamics`), the stored positions of the few sampled frames
 waiting for their labels (at most ``(chunk + W) / every + 1`` frames), O(N)
 label state and the growing feature matrix of the samples
-(``n_samples * n_features * 4`` bytes). One frame of the file is read at a time.
+(``n_samples * n_features * 4`` bytes), and on local threads at most two labelled
+frames per thread waiting for their structure functions. One frame of the file is read at
+a time.
 """
 
 from __future__ import annotations

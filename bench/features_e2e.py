@@ -2,7 +2,8 @@
 
     python bench/features_e2e.py                      # the five /work/ka_full files, ~5-8 min
     python bench/features_e2e.py --files a.dump b.dump --temperature 0.6 0.65
-    python bench/features_e2e.py --schedulers serial processes threads:2
+    python bench/features_e2e.py --schedulers processes serial
+    python bench/features_e2e.py --before /tmp/old   # also the sources in /tmp/old (git archive OLD | tar -x -C /tmp/old)
 
 End to end (the user's path): ``python -m diag.cli features FILES -o OUT.h5 --temperature ...
 --species A --window 20 --every 20`` run as a fresh process per ``--schedulers`` entry (process
@@ -82,13 +83,18 @@ def _label_args(args) -> list[str]:
     return out
 
 
-def run_e2e(files, temps, args, scheduler: str, out: str) -> dict:
+def _tree_env(tree: str | None) -> dict:
+    """The environment that runs glass-diag from ``tree`` (a copy of the sources), or from here."""
+    return dict(os.environ) if tree is None else {**os.environ, "PYTHONPATH": tree}
+
+
+def run_e2e(files, temps, args, scheduler: str, out: str, tree: str | None = None) -> dict:
     """``diag features`` in a fresh process; wall clock and CPU seconds (with its workers)."""
     cmd = [sys.executable, "-m", "diag.cli", "features", *files, "-o", out, "--force", "--quiet",
            "--temperature", *[f"{t:g}" for t in temps], *_label_args(args), "--scheduler", scheduler]
     cpu0 = _children_cpu()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=tree or ROOT, capture_output=True, text=True, env=_tree_env(tree))
     wall = time.perf_counter() - t0
     cpu = _children_cpu() - cpu0
     if proc.returncode != 0:
@@ -141,7 +147,7 @@ def time_kernel(engine, jobs, ds=None) -> dict:
     return {"wall": wall, "cpu": cpu, "same": same}
 
 
-def numba_cache_check() -> str:
+def numba_cache_check(tree: str | None = None) -> str:
     """Does a fresh process load the kernels from numba's cache? (and how long it takes)"""
     code = (
         "import time, numpy as np\n"
@@ -153,8 +159,8 @@ def numba_cache_check() -> str:
         " query_indices=np.arange(20))\n"
         "print(sf.kernel_, time.perf_counter() - t)\n"
     )
-    env = dict(os.environ, NUMBA_DEBUG_CACHE="1")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
+    env = dict(_tree_env(tree), NUMBA_DEBUG_CACHE="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tree or ROOT, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return f"check failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
     lines = proc.stdout.splitlines()
@@ -178,6 +184,9 @@ def main(argv=None) -> int:
                     help="--scheduler values to time end to end (default: processes serial; the first is "
                     "the command's default)")
     ap.add_argument("--keep", metavar="DIR", default=None, help="keep the written datasets in DIR")
+    ap.add_argument("--before", metavar="TREE", default=None,
+                    help="also run 'diag features' (the first --schedulers entry) from this copy of the sources "
+                    "(e.g. git archive of an older commit), first; its dataset is compared byte for byte")
     args = ap.parse_args(argv)
 
     from adapters.cli import config_from_args
@@ -197,6 +206,10 @@ def main(argv=None) -> int:
           f"--window {args.window} --every {args.every}; {scfg.n_features} features")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     print(f"numba cache in a fresh process: {numba_cache_check()}")
+    if args.before:
+        args.before = os.path.abspath(args.before)
+        # (compiles the kernels into that tree's cache if needed: not in the timings)
+        print(f"numba cache in a fresh process, {args.before}: {numba_cache_check(args.before)}")
 
     from adapters.structure import StructureFunctions
 
@@ -204,7 +217,13 @@ def main(argv=None) -> int:
     outdir = args.keep or tempfile.mkdtemp(prefix="glass-diag-e2e-")
     os.makedirs(outdir, exist_ok=True)
     runs, ds, jobs, kern = [], None, None, []
+    before = None
     try:
+        if args.before:
+            out = os.path.join(outdir, "features_before.h5")
+            before = run_e2e(files, temps, args, args.schedulers[0], out, tree=args.before)
+            before["load"] = os.getloadavg()[0]
+            before["file"] = out
         for i, sched in enumerate(args.schedulers):
             out = os.path.join(outdir, f"features_{re.sub(r'[^A-Za-z0-9]+', '_', sched)}.h5")
             r = run_e2e(files, temps, args, sched, out)
@@ -213,6 +232,9 @@ def main(argv=None) -> int:
             r["samples"] = d.n_samples
             if ds is None:
                 ds = d
+                if before is not None:
+                    with open(out, "rb") as fa, open(before["file"], "rb") as fb:
+                        before["identical"] = fa.read() == fb.read()
                 jobs = load_jobs(files, ds, scfg.species)
                 kern.append(time_kernel(engine, jobs, ds))  # checks the features: the same work
             else:
@@ -235,6 +257,12 @@ def main(argv=None) -> int:
           f"{'kernel/e2e wall':>16s} {'kernel/e2e CPU':>15s}")
     print(f"{'kernel alone (1 thread, warm)':34s} {k_wall:8.1f} {k_cpu:8.1f} {n / k_wall:10.0f} {n / k_cpu:10.0f} "
           f"{'':>16s} {'':>15s}   (passes: {passes} s)")
+    if before is not None:
+        label = f"before: --scheduler {before['scheduler']}"
+        same = "  dataset file byte-identical" if before["identical"] else "  DATASET FILE DIFFERS"
+        print(f"{label:34s} {before['wall']:8.1f} {before['cpu']:8.1f} {n / before['wall']:10.0f} "
+              f"{n / before['cpu']:10.0f} {before['wall'] / k_wall:16.2f} {before['cpu'] / k_cpu:15.2f}   "
+              f"(load {before['load']:.1f}){same}")
     for r in runs:
         label = f"diag features --scheduler {r['scheduler']}"
         same = "" if "same" not in r else ("  dataset identical" if r["same"] else "  DATASET DIFFERS")
