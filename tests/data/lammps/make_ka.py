@@ -13,7 +13,7 @@ NVT Nose-Hoover (``fix nvt``, Tdamp = 0.5 tau = 100 steps), velocity Verlet, dt 
 LAMMPS does all the dynamics; this script only sends it commands. Frames are written by
 LAMMPS itself (``dump custom``) every 100 steps = 0.5 tau with the columns
 ``id type x y z ix iy iz`` (wrapped positions + image flags), rows sorted by id,
-``ITEM: TIME`` and ``ITEM: UNITS`` in every frame. Positions are wrapped by LAMMPS only at
+``ITEM: TIME`` in every frame and ``ITEM: UNITS`` in the first. Positions are wrapped by LAMMPS only at
 re-neighbouring, so a coordinate can lie slightly outside [0, L): that is what real LAMMPS
 dumps contain, and ``x + ix * L`` is the exact unwrapped position. Dumps carry no
 temperature: pass ``--temperature`` to ``diag features`` (the temperatures are in the file
