@@ -110,9 +110,9 @@ def arrhenius_panel(result) -> Panel:
         t.add_row(
             f"{s:+.2f}",
             f"{a.delta_e[j]:.3f}",
-            _ci(a.delta_e_ci[j]),
+            _ci(a.delta_e_ci[j], 2),
             f"{a.sigma[j]:.3f}",
-            _ci(a.sigma_ci[j]),
+            _ci(a.sigma_ci[j], 2),
             f"{a.r2[j]:.4f}",
             "n/a" if not np.isfinite(a.chi2_p[j]) else f"{a.chi2_p[j]:.3g}",
             "yes" if a.linear[j] else "[red]no[/]",
