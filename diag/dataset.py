@@ -821,7 +821,22 @@ def _check_collections(m, path: str) -> None:
     fmt = {2: "<H", 4: "<I", 8: "<Q"}[ls]
     hdr = 8 + ls  # "GCOL", version, 3 reserved, collection size
     obj_hdr = 8 + ls  # index (2), references (2), reserved (4), object size
-    i = m.find(_GCOL)
+    # scanned a window at a time, each window's pages released after it: scanning a
+    # 6.6 GB file must not make it resident in this process (docs/memory.md)
+    for w0 in range(0, size, _SCAN_WINDOW):
+        w1 = min(size, w0 + _SCAN_WINDOW + len(_GCOL) - 1)  # a signature starting in the window
+        _scan_window(m, w0, w1, size, fmt, hdr, obj_hdr, path)
+        if size > _SCAN_WINDOW and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            m.madvise(mmap.MADV_DONTNEED, w0, min(_SCAN_WINDOW, size - w0))
+
+
+#: bytes of a file scanned at a time by :func:`check_hdf5_heaps` (a multiple of the page size)
+_SCAN_WINDOW = 64 << 20
+
+
+def _scan_window(m, w0: int, w1: int, size: int, fmt: str, hdr: int, obj_hdr: int, path: str) -> None:
+    """Check the global heap collections whose signature starts in ``[w0, w1 - 4]``."""
+    i = m.find(_GCOL, w0, w1)
     while i >= 0:
         if i + hdr <= size:
             (csize,) = struct.unpack(fmt, m[i + 8 : i + hdr])
@@ -841,7 +856,7 @@ def _check_collections(m, path: str) -> None:
                             path,
                         )
                     p += need
-        i = m.find(_GCOL, i + 4)
+        i = m.find(_GCOL, i + 4, w1)
 
 
 def check_vlen_lengths(dset, path: str) -> None:

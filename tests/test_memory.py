@@ -200,3 +200,23 @@ def test_small_datasets_stay_numpy(toy_roles):
                 temperature=toy_roles.temperature[:10], group=toy_roles.group[:10],
                 feature_names=toy_roles.feature_names)
     assert isinstance(d.features, np.ndarray) and not d.lazy and d.in_memory() is d
+
+
+@pytest.mark.parametrize("offset", [0, 4090, 4093, 4094, 4096, 9000])
+@pytest.mark.parametrize("window", [4096, 1 << 26])
+def test_heap_scan_in_windows_finds_every_collection(monkeypatch, offset, window):
+    """The damaged-heap check scans big files a window at a time; a signature on a window
+    boundary is still found (a zero-size free-space object: libhdf5 would loop for ever)."""
+    import struct
+
+    from diag import dataset as dmod
+
+    monkeypatch.setattr(dmod, "_SCAN_WINDOW", window)
+    buf = bytearray(16384)
+    coll = b"GCOL\x01\x00\x00\x00" + struct.pack("<Q", 32) + b"\x00" * 8 + struct.pack("<Q", 0)
+    buf[offset : offset + 32] = coll
+    with pytest.raises(DataError, match=f"damaged HDF5 global heap at byte {offset} "):
+        dmod._check_collections(bytes(buf), "x.h5")
+    good = bytearray(buf)
+    good[offset + 24 : offset + 32] = struct.pack("<Q", 16)  # a free-space object filling the collection
+    dmod._check_collections(bytes(good), "x.h5")
