@@ -194,7 +194,7 @@ def describe_learning_curve(lc) -> str:
     n_max = lc.sizes[-1] if lc.sizes else 0
     if t is None:
         return f"learning curve: too few usable sizes to tell whether {crit} has converged"
-    ci = (f"[{t.deficit_lower:.0%}, {t.deficit_upper:.0%}]" if np.isfinite(t.deficit_lower)
+    ci = (f"[{t.deficit_lower:.1%}, {t.deficit_upper:.1%}]" if np.isfinite(t.deficit_lower)
           and np.isfinite(t.deficit_upper) else "no CI (too few points)")
     if t.answer == "rising":
         return (
