@@ -158,3 +158,18 @@ def test_demo_and_validate_run():
     v = diag("validate", "--quiet")
     assert v.returncode == 0, v.stdout + v.stderr
     assert "FAIL" not in v.stdout and "pass" in v.stdout
+
+
+def test_planted_copy_is_audited_and_recorded(tmp_path):
+    toy = tmp_path / "t.h5"
+    assert diag("toy", toy, "--per-temperature", 4000, "--seed", 3).returncode == 0
+    out = tmp_path / "r.json"
+    r = diag("audit", toy, "--planted", 1, "--json", out, "--quiet", "--no-rfe", "--no-coarsen")
+    assert r.returncode == 0, r.stderr
+    assert "Planted barriers on your own features" in r.stdout
+    doc = json.loads(out.read_text())
+    p = doc["planted"]
+    # a known barrier on four of the real features, event rates matched to the natural ones
+    assert len(p["features"]) == 4 and set(p["features"]) <= set(doc["softness"]["weights"])
+    assert p["seed"] == 1 and 0.8 < p["truth_slope"] < 1.3 and p["verdict_level"]
+    assert p["outcome"]

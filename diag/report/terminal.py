@@ -149,7 +149,8 @@ def warnings_panel(result) -> Panel | None:
     return Panel(body, title="Warnings", title_align="left", border_style="yellow")
 
 
-_LEVEL_STYLE = {"trustworthy": "green", "biased-low": "red", "unreliable": "red", "no-barriers": "yellow"}
+_LEVEL_STYLE = {"trustworthy": "green", "biased-low": "red", "unreliable": "red", "no-barriers": "yellow",
+                "cannot-tell": "yellow"}
 
 
 def verdict_panel(result) -> Panel | None:
