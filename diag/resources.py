@@ -53,12 +53,13 @@ LAZY_FEATURE_BYTES = 2 << 30
 
 #: peak bytes per sample of an audit whose features stay in the file: the per-sample arrays
 #: (label, role, natural, temperature, group, energy), the held-out indices, softness and the
-#: per-temperature copies made by the logistic fits (measured: bench/audit_memory.py)
-LAZY_BYTES_PER_SAMPLE = 150
+#: per-temperature copies made by the logistic fits. With LAZY_FIXED_BYTES a conservative
+#: bound: 3.2 GiB estimated at 10^7 x 166, 1.75 GiB measured (bench/audit_memory.py)
+LAZY_BYTES_PER_SAMPLE = 120
 
 #: fixed working set of a lazy audit besides the per-sample arrays: the blocks being read,
 #: the training set and the selection subsample (bounded by diag.audit.SELECTION_MAX_NATURAL)
-LAZY_FIXED_BYTES = 3 << 30
+LAZY_FIXED_BYTES = 2 << 30
 
 
 def lazy_threshold() -> int:
