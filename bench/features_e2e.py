@@ -16,12 +16,13 @@ The kernel alone: :meth:`adapters.structure.StructureFunctions.compute` in this 
 (kernels loaded before timing), one thread, on exactly the frames and query particles of the
 written dataset (read back from it; the frames are loaded before timing). Its features are
 checked equal, bit for bit, to the dataset's rows, so both sides did the same work. The kernel
-is timed after the first end-to-end run and again after the last (the machine's load drifts);
-the figure is the mean of the two passes.
+is timed after every end-to-end run, and each run is compared with the mean of the kernel passes
+just before and after it (the load of a shared machine drifts within minutes).
 
 Printed: particle-frames (= samples of the dataset) per second of wall clock and per CPU-second,
 for each end-to-end run and for the kernel, and the ratios kernel rate / end-to-end rate (the
-issue's target: <= 1.5). On a shared machine the wall-clock rates move with the load (printed);
+issue's target: <= 1.5). The written datasets are compared byte for byte (``--before``: the
+dataset of older sources must be the same file). On a shared machine the wall-clock rates move with the load (printed);
 the CPU-second rates move less. Also printed: whether a fresh process loads the numba kernels
 from the cache (``NUMBA_DEBUG_CACHE``) and how long that takes.
 
@@ -216,31 +217,29 @@ def main(argv=None) -> int:
     engine = StructureFunctions(scfg, n_threads=1)
     outdir = args.keep or tempfile.mkdtemp(prefix="glass-diag-e2e-")
     os.makedirs(outdir, exist_ok=True)
-    runs, ds, jobs, kern = [], None, None, []
-    before = None
+    # every end-to-end run is followed by a kernel pass; each run is compared with the mean of the
+    # passes on either side of it (the load of a shared machine drifts within minutes)
+    plan = ([("before", args.schedulers[0], args.before)] if args.before else [])
+    plan += [("", sched, None) for sched in args.schedulers]
+    runs, ds, jobs, kern, first_file = [], None, None, [], None
     try:
-        if args.before:
-            out = os.path.join(outdir, "features_before.h5")
-            before = run_e2e(files, temps, args, args.schedulers[0], out, tree=args.before)
-            before["load"] = os.getloadavg()[0]
-            before["file"] = out
-        for i, sched in enumerate(args.schedulers):
-            out = os.path.join(outdir, f"features_{re.sub(r'[^A-Za-z0-9]+', '_', sched)}.h5")
-            r = run_e2e(files, temps, args, sched, out)
+        for tag, sched, tree in plan:
+            name = f"features_{tag or re.sub(r'[^A-Za-z0-9]+', '_', sched)}.h5"
+            out = os.path.join(outdir, name)
+            r = run_e2e(files, temps, args, sched, out, tree=tree)
             r["load"] = os.getloadavg()[0]
+            r["label"] = f"{'before: ' if tag else 'diag features '}--scheduler {sched}"
             d = read_dataset(out)
-            r["samples"] = d.n_samples
             if ds is None:
-                ds = d
-                if before is not None:
-                    with open(out, "rb") as fa, open(before["file"], "rb") as fb:
-                        before["identical"] = fa.read() == fb.read()
+                ds, first_file = d, out
                 jobs = load_jobs(files, ds, scfg.species)
                 kern.append(time_kernel(engine, jobs, ds))  # checks the features: the same work
             else:
-                r["same"] = bool(np.array_equal(d.features, ds.features) and np.array_equal(d.group, ds.group))
+                with open(out, "rb") as fa, open(first_file, "rb") as fb:
+                    r["same"] = fa.read() == fb.read()
+                kern.append(time_kernel(engine, jobs))
+            r["kernel"] = kern[-2:] if len(kern) > 1 else kern[-1:]
             runs.append(r)
-        kern.append(time_kernel(engine, jobs))
     finally:
         if args.keep is None:
             for f in glob.glob(os.path.join(outdir, "*.h5")):
@@ -248,27 +247,21 @@ def main(argv=None) -> int:
             os.rmdir(outdir)
 
     n = ds.n_samples
-    k_wall = float(np.mean([k["wall"] for k in kern]))
     k_cpu = float(np.mean([k["cpu"] for k in kern]))
-    passes = ", ".join(f"{k['wall']:.1f}" for k in kern)
     print(f"\nsamples (particle-frames): {n} from {len(jobs)} frames; kernel features equal to the dataset's: "
           f"{kern[0]['same']}")
-    print(f"{'':34s} {'wall s':>8s} {'CPU s':>8s} {'pf/s wall':>10s} {'pf/s CPU':>10s} "
-          f"{'kernel/e2e wall':>16s} {'kernel/e2e CPU':>15s}")
-    print(f"{'kernel alone (1 thread, warm)':34s} {k_wall:8.1f} {k_cpu:8.1f} {n / k_wall:10.0f} {n / k_cpu:10.0f} "
-          f"{'':>16s} {'':>15s}   (passes: {passes} s)")
-    if before is not None:
-        label = f"before: --scheduler {before['scheduler']}"
-        same = "  dataset file byte-identical" if before["identical"] else "  DATASET FILE DIFFERS"
-        print(f"{label:34s} {before['wall']:8.1f} {before['cpu']:8.1f} {n / before['wall']:10.0f} "
-              f"{n / before['cpu']:10.0f} {before['wall'] / k_wall:16.2f} {before['cpu'] / k_cpu:15.2f}   "
-              f"(load {before['load']:.1f}){same}")
+    print(f"kernel alone (1 thread, warm), {len(kern)} passes: wall {', '.join(f'{k_:.1f}' for k_ in [k['wall'] for k in kern])} s, "
+          f"CPU {k_cpu:.1f} s on average = {n / k_cpu:.0f} particle-frames per CPU-second")
+    print(f"\n{'':34s} {'wall s':>7s} {'CPU s':>7s} {'pf/s wall':>10s} {'pf/s CPU':>9s} {'kernel wall':>12s} "
+          f"{'kernel pf/s':>11s} {'e2e/kernel wall':>16s} {'e2e/kernel CPU':>15s}")
     for r in runs:
-        label = f"diag features --scheduler {r['scheduler']}"
-        same = "" if "same" not in r else ("  dataset identical" if r["same"] else "  DATASET DIFFERS")
-        print(f"{label:34s} {r['wall']:8.1f} {r['cpu']:8.1f} {n / r['wall']:10.0f} {n / r['cpu']:10.0f} "
-              f"{r['wall'] / k_wall:16.2f} {r['cpu'] / k_cpu:15.2f}   (load {r['load']:.1f}){same}")
-    print("\n(kernel/e2e = end-to-end time / kernel time = kernel rate / end-to-end rate; target <= 1.5)")
+        kw = float(np.mean([k["wall"] for k in r["kernel"]]))
+        kc = float(np.mean([k["cpu"] for k in r["kernel"]]))
+        same = "" if "same" not in r else ("  dataset file byte-identical" if r["same"] else "  DATASET FILE DIFFERS")
+        print(f"{r['label']:34s} {r['wall']:7.1f} {r['cpu']:7.1f} {n / r['wall']:10.0f} {n / r['cpu']:9.0f} "
+              f"{kw:12.1f} {n / kw:11.0f} {r['wall'] / kw:16.2f} {r['cpu'] / kc:15.2f}   (load {r['load']:.1f}){same}")
+    print("\n(e2e/kernel = end-to-end time / kernel time = kernel rate / end-to-end rate, against the kernel passes "
+          "just before and after each run; target <= 1.5)")
     return 0
 
 
