@@ -64,8 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--scheduler", metavar="WHERE", default="processes",
-        help="where the frames' structure functions are computed: serial, processes (default: local "
-        "processes when the job is large enough to gain from them; processes:N for N), or a dask scheduler "
+        help="where the frames' structure functions are computed: serial, processes (default: local workers, "
+        "threads in this process with the numba kernel, else processes; processes:N for N), or a dask scheduler "
         "address tcp://HOST:PORT (pip install 'glass-diag[dask]'); the dataset does not depend on it",
     )
 

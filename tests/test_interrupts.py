@@ -182,13 +182,13 @@ def test_toy_interrupted_while_replacing_keeps_the_old_file(tmp_path):
 # ----------------------------------------------------------------------- features
 @pytest.fixture(scope="module")
 def big_trajectory(tmp_path_factory):
-    """A 4096-particle, 300-frame H5MD trajectory (44 MB) and a configuration file with the
-    defaults (166 structure functions): 10 to 15 s of work on two shared cores."""
+    """A 4096-particle, 600-frame H5MD trajectory (88 MB) and a configuration file with the
+    defaults (166 structure functions): well over the 4 s at which the run is interrupted."""
     from tests.adapters.writers import make_synthetic, write_h5md
 
     d = tmp_path_factory.mktemp("big")
     path = d / "big.h5"
-    write_h5md(path, make_synthetic(n_side=16, n_frames=300, seed=0, spacing=1.1))
+    write_h5md(path, make_synthetic(n_side=16, n_frames=600, seed=0, spacing=1.1))
     config = d / "features.json"
     config.write_text(json.dumps({}))
     return path, config
