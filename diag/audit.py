@@ -353,8 +353,9 @@ def selection_sample(
     """The samples the feature-selection diagnostics run on, and how they were drawn.
 
     Up to ``cap`` held-out natural samples the diagnostics use the dataset itself (when its
-    features are lazy: every held-out group and the training roles, loaded into memory). Above it they use a seeded subsample of whole
-    groups (frames) of the held-out natural population: at each temperature the groups are
+    features are lazy: every held-out group and the training roles, loaded into memory).
+    Above it they use a seeded subsample of whole groups (frames) of the held-out natural
+    population (``docs/memory.md``): at each temperature the groups are
     taken in a random order (seed: ``options.seed``) until that temperature's share of
     ``cap`` is reached, and at least :data:`SELECTION_MIN_GROUPS` of them (so with large
     frames the subsample can exceed ``cap``). Every training-role sample at the training
