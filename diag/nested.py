@@ -38,6 +38,9 @@ from .errors import InsufficientDataError
 N_PAIRED_DRAWS = 4000
 #: largest reported data factor of a "cannot tell" (beyond it: "far more data")
 MAX_DATA_FACTOR = 100.0
+#: fewest untouched groups for a decided answer: the cluster-robust (sandwich) covariance behind
+#: the paired CI is biased low with few clusters, so with fewer groups the CI is not trusted
+MIN_OUTER_GROUPS = 20
 
 ANSWERS = ("better", "no-better", "cannot-tell")
 
@@ -409,6 +412,10 @@ def compare_untouched(
     gain, (lo, hi) = paired_gain(Sa, Sb, R, T, G, held.T_train, inf_a, inf_b, options.ci_level,
                                  seed=int(np.random.SeedSequence([seed, 0xBA1D]).generate_state(1)[0]))
     ans = three_way(lo, hi, margin)
+    if n_groups < MIN_OUTER_GROUPS and ans != "cannot-tell":
+        # a CI from a handful of clusters understates the uncertainty: decide nothing on it
+        return PairedComparison(scale_gain=gain, scale_gain_ci=(lo, hi), answer="cannot-tell", same=False,
+                                data_factor=None, criterion="variance", note="few-outer-groups", **kw)
     factor = data_factor(gain, lo, hi, margin) if ans == "cannot-tell" else None
     return PairedComparison(scale_gain=gain, scale_gain_ci=(lo, hi), answer=ans, same=False,
                             data_factor=factor, criterion="variance", **kw)

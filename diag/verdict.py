@@ -233,8 +233,13 @@ def describe_c_sweep(cs) -> str:
                     f"({u.scale_gain:+.1%}{_ci_pct(u.scale_gain_ci)} in barrier scale)")
         else:
             gain = "n/a" if u.scale_gain is None else f"{u.scale_gain:+.1%}"
+            few = ""
+            if u.note == "few-outer-groups":
+                from .nested import MIN_OUTER_GROUPS
+
+                few = f"; {u.n_outer_groups} groups are too few for a trustworthy CI (at least {MIN_OUTER_GROUPS})"
             msg += (f"; on untouched groups cannot tell whether it beats the audit's C = {cs.audit_C:.3g} "
-                    f"({gain}{_ci_pct(u.scale_gain_ci)} in barrier scale, margin {u.margin:.0%})"
+                    f"({gain}{_ci_pct(u.scale_gain_ci)} in barrier scale, margin {u.margin:.0%}){few}"
                     + _factor_text(u.data_factor))
     elif cs.flag:
         msg += f"; the audit's C = {cs.audit_C:.3g} gives less (outside the CI, same held-out data)"
@@ -267,6 +272,11 @@ def describe_comparison(cmp, d: int | None = None) -> str:
     if cmp.answer == "no-better":
         return (f"{what}: no evidence that {chosen} {are} better than {base}: {gain} in barrier scale {where} "
                 f"(below the {cmp.margin:.0%} that matters)")
+    if cmp.note == "few-outer-groups":
+        from .nested import MIN_OUTER_GROUPS
+
+        return (f"{what}: cannot tell whether {chosen} {are} better than {base}: {gain} in barrier scale {where}, "
+                f"too few groups for a trustworthy CI (at least {MIN_OUTER_GROUPS} are needed)")
     extra = " (chosen and compared on the same data: not nested)" if cmp.note == "not-nested" else ""
     return (f"{what}: cannot tell whether {chosen} {are} better than {base}: {gain} in barrier scale {where}, "
             f"straddling the {cmp.margin:.0%} that matters{extra}" + _factor_text(cmp.data_factor))

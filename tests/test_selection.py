@@ -398,3 +398,29 @@ def test_untouched_comparison_of_the_cubes_matches_the_truth(toy_cube):
     # the truth: the full set's barriers are too narrow by about the measured deficit
     true_deficit = 1 - va.truth_slope / vb.truth_slope
     assert cmp.baseline_deficit == pytest.approx(true_deficit, abs=0.06)
+
+
+def test_few_untouched_groups_decide_nothing():
+    """A cluster-robust CI from a handful of groups is not trusted: no 'better' or 'no-better'."""
+    import numpy as np
+
+    from diag.audit import AuditOptions
+    from diag.nested import MIN_OUTER_GROUPS, compare_untouched, nested_split, three_way
+    from toymodel import ToyModel
+
+    # blocks of 5000 samples: 4 groups per temperature, 1 or 2 of them untouched per temperature
+    ds = ToyModel(n_noise=0, extra="cube").to_dataset(per_temperature=20000, seed=5, block_size=5000)
+    opts = AuditOptions(C=1e-3, train_per_class=1000, seed=0)
+    from diag.audit import make_split
+
+    split = make_split(ds, opts)
+    ns = nested_split(ds, split, 0.5, seed=0)
+    energy = [f"x{k}" for k in range(1, 11)]
+    cmp = compare_untouched(ds, ns.outer, ("all features", None, opts.C), ("energy only", energy, opts.C), opts,
+                            diagnostic="families", margin=0.03, seed=0)
+    assert cmp.n_outer_groups < MIN_OUTER_GROUPS
+    # the CI alone would call the energy coordinates better (the cubes bias the barriers low) ...
+    assert three_way(*cmp.scale_gain_ci, cmp.margin) == "better" and cmp.scale_gain > 0.1
+    # ... but from so few groups it is not trusted
+    assert cmp.answer == "cannot-tell" and cmp.note == "few-outer-groups"
+    assert np.isfinite(cmp.scale_gain)
