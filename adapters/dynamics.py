@@ -563,7 +563,7 @@ def hop_labels(positions: np.ndarray, config: DynamicsConfig, chunk: int | None 
 def check_enough_frames(n_frames: int, config: DynamicsConfig, path: str | None = None) -> None:
     """Raise :class:`DataError` when a trajectory is too short for one sampled frame."""
     if n_frames < config.min_frames:
-        after = " + persistence after" if config.persistence_after else ""
+        after = f" + {config.persistence_after} after" if config.persistence_after else ""
         raise DataError(
             f"fewer frames ({n_frames}) than the p_hop window and hard-label persistence need "
             f"({config.min_frames} = window {config.window} + persistence {config.persistence}{after} + 1)",

@@ -150,3 +150,27 @@ def test_pooled_species_learn_the_species(features_a, tmp_path):
     quiet = ds.label[te] == 0
     auc = roc_auc_score(is_b[quiet], S[quiet])
     assert abs(auc - 0.5) > 0.1, auc
+
+
+def test_sheared_lammps_box_through_diag_features_equals_the_brute_force(tmp_path):
+    """A tilted LAMMPS box (fix deform-style xy, xz, yz tilts) from file to dataset, checked at the end."""
+    from adapters.readers import open_trajectory
+    from adapters.structure import StructureConfig
+    from adapters.structure_reference import reference_for_config
+
+    src = Path(__file__).parent / "data" / "writers" / "lammps_3d_sheared.dump"
+    out = tmp_path / "sheared.h5"
+    assert main(["features", str(src), "-o", str(out), "--temperature", "1.0", "--window", "2", "--every", "1",
+                 "--persistence", "1", "--quiet"]) == 0
+    ds = read_dataset(out)
+    with open_trajectory(str(src)) as traj:
+        frames = list(traj)
+        types = traj.types.astype(int)
+    g = int(ds.group[0])
+    box = frames[g].box
+    assert box.is_triclinic and any(abs(t) > 0 for t in box.freud_params()[3:])
+    m = np.flatnonzero(ds.group == g)[:4]
+    q = ds.particle[m] - 1  # LAMMPS ids are 1-based, sorted
+    want = reference_for_config(StructureConfig.kob_andersen(), box.freud_params(), box.centred(frames[g].positions),
+                                types, query=q)
+    np.testing.assert_allclose(ds.features[m], want, rtol=1e-5, atol=1e-6)
