@@ -40,7 +40,7 @@ N_PAIRED_DRAWS = 4000
 MAX_DATA_FACTOR = 100.0
 #: fewest untouched groups for a decided answer: the cluster-robust (sandwich) covariance behind
 #: the paired CI is biased low with few clusters, so with fewer groups the CI is not trusted
-MIN_OUTER_GROUPS = 20
+MIN_OUTER_GROUPS = 10
 
 ANSWERS = ("better", "no-better", "cannot-tell")
 

@@ -408,8 +408,9 @@ def test_few_untouched_groups_decide_nothing():
     from diag.nested import MIN_OUTER_GROUPS, compare_untouched, nested_split, three_way
     from toymodel import ToyModel
 
-    # blocks of 5000 samples: 4 groups per temperature, 1 or 2 of them untouched per temperature
-    ds = ToyModel(n_noise=0, extra="cube").to_dataset(per_temperature=20000, seed=5, block_size=5000)
+    # three temperatures, blocks of 5000 samples: 4 groups per temperature, 1 or 2 of them untouched
+    ds = ToyModel(n_noise=0, extra="cube").to_dataset(temperatures=[0.6, 0.8, 1.0], per_temperature=20000, seed=5,
+                                                      block_size=5000)
     opts = AuditOptions(C=1e-3, train_per_class=1000, seed=0)
     from diag.audit import make_split
 
