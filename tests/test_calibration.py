@@ -6,6 +6,8 @@ long for CI) is ``diag validate --full``, which exits 1 when the false-alarm or 
 rate exceeds 5% (docs/validation.md).
 """
 
+import pytest
+
 from diag.validate import run_calibration, scenarios
 
 
@@ -21,6 +23,7 @@ def _check(cal, min_audits):
     return bad
 
 
+@pytest.mark.slow  # about 2-5 minutes: in CI, not in the developers' fast tier
 def test_calibration_fast_part_no_false_alarm_no_miss():
     cal = run_calibration(full=False)
     names = {r.scenario for r in cal.runs}
