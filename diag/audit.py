@@ -347,6 +347,45 @@ def streamed_softness(svm, features, rows: np.ndarray, block_rows: int = SOFTNES
     return out
 
 
+def _softness_task(shared, rows: np.ndarray) -> np.ndarray:
+    """A task of :func:`distributed_softness`: the softness of some rows (read by the worker)."""
+    svm, features = shared
+    return streamed_softness(svm, features, rows)
+
+
+#: rows per task when the softness of a file-backed natural population is distributed
+SOFTNESS_TASK_ROWS = 16 * SOFTNESS_BLOCK_ROWS
+
+
+def distributed_softness(svm, features, rows: np.ndarray, scheduler=None) -> np.ndarray:
+    """:func:`streamed_softness`, with the row blocks spread over a scheduler's workers.
+
+    Only features backed by the dataset file (:class:`diag.dataset.FeatureStore`, which
+    pickles as its path: the workers read their rows themselves, so the file must be
+    visible to them) are distributed; in-memory features and a serial scheduler use
+    :func:`streamed_softness` here. The result is the same either way (same blocks, same
+    estimator).
+    """
+    from .dataset import FeatureStore
+
+    rows = np.asarray(rows)
+    if scheduler is None or not scheduler.parallel or not isinstance(features, FeatureStore) \
+            or rows.size <= SOFTNESS_TASK_ROWS:
+        return streamed_softness(svm, features, rows)
+    tasks = [rows[a : a + SOFTNESS_TASK_ROWS] for a in range(0, rows.size, SOFTNESS_TASK_ROWS)]
+    parts = scheduler.map(_softness_task, tasks, shared=(svm, features), key=("softness", id(svm)))
+    return np.concatenate(parts)
+
+
+def _logistic_task(job):
+    """A task of the per-temperature logistic fits: the fit, or the InsufficientDataError's message."""
+    S, R, t, g = job
+    try:
+        return fit_logistic(S, R, t, g)
+    except InsufficientDataError as exc:
+        return exc.message
+
+
 def selection_sample(
     ds: Dataset, split: Split, options: AuditOptions, cap: int = SELECTION_MAX_NATURAL
 ) -> tuple[Dataset, dict]:
@@ -430,6 +469,7 @@ def infer_barriers(
     train_temperature: float,
     options: AuditOptions,
     energy: np.ndarray | None = None,
+    scheduler=None,
 ) -> Inference:
     """METHOD steps 2-5 from held-out softness.
 
@@ -441,6 +481,9 @@ def infer_barriers(
         Reference temperature of the variance criterion.
     energy : ndarray, shape (n,), optional
         True barriers (toy data): enables the truth comparison.
+    scheduler : diag.parallel.Scheduler, optional
+        Where the per-temperature logistic fits run (one task per temperature); the
+        result does not depend on it.
 
     Returns
     -------
@@ -450,12 +493,17 @@ def infer_barriers(
     fits: list[LogisticFit] = []
     rngs = _child_rngs(options.seed + 1, 2)
     seed_arr, seed_var = (int(r.integers(2**31)) for r in rngs)
-    for t in np.unique(T):
-        m = T == t
-        try:
-            fits.append(fit_logistic(S[m], R[m], t, groups[m]))
-        except InsufficientDataError as exc:
-            warn.append(f"{exc.message}; temperature T={t:g} left out of the Arrhenius fit")
+    temps = np.unique(T)
+    jobs = [(S[T == t], R[T == t], t, groups[T == t]) for t in temps]
+    if scheduler is not None and scheduler.parallel and len(jobs) > 1:
+        results = scheduler.map(_logistic_task, jobs, key="logistic")
+    else:
+        results = [_logistic_task(j) for j in jobs]
+    for t, res in zip(temps, results):
+        if isinstance(res, str):
+            warn.append(f"{res}; temperature T={t:g} left out of the Arrhenius fit")
+        else:
+            fits.append(res)
     at_ref = np.isclose(T, train_temperature, rtol=1e-9, atol=1e-12)
     fit_ref = next((f for f in fits if np.isclose(f.temperature, train_temperature)), None)
     if fit_ref is None:
@@ -583,6 +631,7 @@ def audit(
     progress: Callable[..., None] | None = None,
     selection_options=None,
     population: dict | None = None,
+    scheduler=None,
 ) -> AuditResult:
     """Run the softness analysis properly and measure how far its barriers can be trusted.
 
@@ -599,6 +648,10 @@ def audit(
     population : dict, optional
         Which centre particles ``ds`` holds (from :func:`species_populations`), recorded
         in the result.
+    scheduler : diag.parallel.Scheduler, optional
+        Where the natural-population stage runs: the softness of a file-backed (lazy)
+        dataset in row blocks read by the workers, and the per-temperature logistic fits
+        (``docs/scale.md``). The result does not depend on it.
 
     Returns
     -------
@@ -629,7 +682,8 @@ def audit(
         warn.append(f"the SVM solver did not converge in {svm.n_iter_} iterations: results are approximate")
     note("softness")
     te = split.test
-    S = streamed_softness(svm, ds.features, te)  # a block at a time: no copy of the held-out features
+    # a block at a time: no copy of the held-out features (blocks on the workers, if any)
+    S = distributed_softness(svm, ds.features, te, scheduler)
     at_ref = np.isclose(ds.temperature[te], split.train_temperature, rtol=1e-9, atol=1e-12)
     rng_acc = _child_rngs(options.seed + 2, 1)[0]
     tr_ = split.test_roles
@@ -662,7 +716,7 @@ def audit(
     try:
         inf = infer_barriers(
             S, ds.label[te], ds.temperature[te], ds.group[te], split.train_temperature, options,
-            energy=None if ds.energy is None else ds.energy[te],
+            energy=None if ds.energy is None else ds.energy[te], scheduler=scheduler,
         )
     except InsufficientDataError as exc:
         if exc.path is not None or ds.path is None:

@@ -247,7 +247,7 @@ def _run_audit(args) -> int:
                 stage = progress if len(pops) == 1 else (
                     lambda stage, *a, _s=pop.species: progress(f"species {_s}: {stage}", *a))
                 result = audit(pop.dataset, options, progress=stage, selection_options=selection,
-                               population=pop.describe())
+                               population=pop.describe(), scheduler=sched)
                 if getattr(args, "planted", None) is not None:
                     from .planted import planted_audit
 

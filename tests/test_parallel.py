@@ -191,3 +191,29 @@ def test_cli_on_a_dask_cluster_gives_the_serial_dataset_and_a_byte_identical_rep
     assert main(["features", str(cold), str(hot), "--temperature", "0.6", "0.9", "--config", str(cfg),
                  "-o", str(out), "--quiet", "--scheduler", cluster]) == 0
     np.testing.assert_array_equal(read_dataset(out).features, a.features)
+
+
+
+def test_natural_population_stage_on_a_dask_cluster_equals_serial(cluster, tmp_path, monkeypatch):
+    """Softness of a file-backed dataset in row blocks read by the workers, and the logistic fits,
+    on a cluster: the same audit as in this process."""
+    import diag.audit as A
+    from diag.audit import AuditOptions, audit
+    from diag.dataset import FeatureStore, read_dataset
+    from diag.report.json import audit_to_dict, dumps
+    from toymodel import ToyModel
+
+    path = ToyModel().to_dataset(per_temperature=6000, seed=8).write(tmp_path / "toy.h5")
+    ds = read_dataset(path, lazy=True)
+    assert isinstance(ds.features, FeatureStore)
+    opts = AuditOptions(n_draws=100, n_boot=100, seed=2)
+    serial = dumps(audit_to_dict(audit(ds, opts)))
+    # tasks of one SVM chunk (16384 rows): several softness tasks, bitwise the one-shot softness
+    monkeypatch.setattr(A, "SOFTNESS_TASK_ROWS", 16384)
+    with Scheduler.from_spec(cluster) as sched:
+        n_log = len(sched.log)
+        on_cluster = dumps(audit_to_dict(audit(ds, opts, scheduler=sched)))
+        kinds = {(k, w) for k, _, w, _ in sched.log[n_log:]}
+    assert on_cluster == serial
+    assert ("logistic", "dask") in kinds, kinds
+    assert any(isinstance(k, tuple) and k[0] == "softness" and w == "dask" for k, w in kinds), kinds
